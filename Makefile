@@ -1,0 +1,38 @@
+# pexkit: `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# pip reads this machine's local wheel folder (PIP_FIND_LINKS) by itself.
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+
+.PHONY: install demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import pexkit, lightgbm, xgboost, polars" 
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pexkit demo --out demo-out --json demo-out/demo.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	bash benchmarks/setup_peers.sh
+	$(BIN)/python benchmarks/run.py --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) .peers .obp demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""pexkit: personalized experimentation, from a randomized log to launched policies.
+
+>>> import pexkit as px
+>>> sim = px.simulate("notifications", n_units=2000, seed=0)
+>>> sim.data.n_units
+2000
+"""
+
+from pexkit.data import LoggedData, SampleRatioTest
+from pexkit.datasets import hillstrom_spec, load_hillstrom, load_ihdp
+from pexkit.effects import EffectModel
+from pexkit.evaluation import (
+    PolicyScores,
+    PolicyValue,
+    PolicyValues,
+    build_scores,
+    evaluate_policies,
+    evaluate_policy,
+)
+from pexkit.exceptions import (
+    InvalidDataError,
+    InvalidParameterError,
+    NotFittedError,
+    PexkitError,
+    PexkitWarning,
+    SampleRatioMismatchWarning,
+    SpecError,
+)
+from pexkit.policy import LinearPolicy, choose_batch
+from pexkit.simulate import Simulation, simulate
+from pexkit.spec import ExperimentSpec, Outcome
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EffectModel",
+    "ExperimentSpec",
+    "InvalidDataError",
+    "InvalidParameterError",
+    "LinearPolicy",
+    "LoggedData",
+    "NotFittedError",
+    "Outcome",
+    "PexkitError",
+    "PexkitWarning",
+    "PolicyScores",
+    "PolicyValue",
+    "PolicyValues",
+    "SampleRatioMismatchWarning",
+    "SampleRatioTest",
+    "Simulation",
+    "SpecError",
+    "build_scores",
+    "choose_batch",
+    "evaluate_policies",
+    "evaluate_policy",
+    "hillstrom_spec",
+    "load_hillstrom",
+    "load_ihdp",
+    "simulate",
+]

@@ -1,0 +1,200 @@
+"""The ``pexkit`` command line: analyze, demo, simulate."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pexkit.analysis import AnalysisResult, analyze
+from pexkit.data import LoggedData
+from pexkit.exceptions import PexkitError, PexkitWarning
+from pexkit.simulate import SCENARIOS, simulate
+from pexkit.spec import ExperimentSpec
+
+app = typer.Typer(
+    help="pexkit: personalized experimentation. Learn per-user effects from a randomized "
+    "experiment, turn them into multi-objective policies, and evaluate those policies "
+    "off-policy with confidence intervals.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.4g}"
+
+
+def _print_result(result: AnalysisResult) -> None:
+    spec = result.data.spec
+    srm = result.data.srm
+    console.print(
+        f"[bold]{spec.name}[/bold]: {result.data.n_units:,} units, arms "
+        f"{result.data.arm_counts}"
+    )
+    if srm is not None:
+        verdict = "[red]MISMATCH[/red]" if srm.mismatch else "ok"
+        console.print(f"sample ratio test: chi2={srm.chi2:.2f}, p={srm.p_value:.3g} ({verdict})")
+    table = Table(title="Average effects vs control (DR, 95% CI)")
+    for col in ("treatment", "outcome", "effect", "95% CI", "learner"):
+        table.add_column(col)
+    chosen = {
+        (r["treatment"], r["outcome"]): r["learner"]
+        for r in result.model.selection_.to_dict(orient="records")
+    }
+    for row in result.ate.itertuples():
+        table.add_row(
+            str(row.treatment), str(row.outcome), _fmt(float(row.estimate)),
+            f"[{_fmt(float(row.ci_low))}, {_fmt(float(row.ci_high))}]",
+            chosen[(row.treatment, row.outcome)],
+        )
+    console.print(table)
+    ptable = Table(title="Policies: DR lift vs all-control (95% CI)")
+    ptable.add_column("policy")
+    for name in spec.outcome_names:
+        ptable.add_column(name)
+    ptable.add_column("share per arm")
+    for name, value in result.policies.items():
+        cells = [
+            f"{_fmt(value.lift[m])} [{_fmt(value.lift_ci[m, 0])}, {_fmt(value.lift_ci[m, 1])}]"
+            for m in range(spec.n_outcomes)
+        ]
+        share = ", ".join(f"{a}: {s:.0%}" for a, s in value.share.items())
+        ptable.add_row(name, *cells, share)
+    console.print(ptable)
+
+
+@app.command("analyze")
+def analyze_cmd(
+    log: Annotated[Path, typer.Argument(help="Experiment log: a CSV or Parquet file, one row per unit.")],
+    spec: Annotated[Path, typer.Option("--spec", help="YAML spec: treatment, outcomes, features.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for summary.json and effects.parquet.")] = Path("pexkit-out"),
+    learner: Annotated[str, typer.Option(help="Meta-learner: auto, t, s, x or dr.")] = "auto",
+    base: Annotated[str, typer.Option(help="Base learner: lightgbm or xgboost.")] = "lightgbm",
+    folds: Annotated[int, typer.Option(help="Cross-fitting folds (>= 2).")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the summary JSON here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Analyze an experiment log: per-user effects, average effects and policy values.
+
+    Writes OUT/summary.json (average effects with CIs, learner choice, DR value of
+    all-control, each single treatment and the spec's utility policy) and
+    OUT/effects.parquet (per-user effect estimates).
+    """
+    experiment = ExperimentSpec.from_yaml(spec)
+    data = LoggedData.from_path(log, experiment)
+    result = analyze(
+        data, learner=learner, base=base, n_folds=folds, random_state=seed, out=out,
+        progress=progress,
+    )
+    _print_result(result)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result.summary, indent=2, default=float))
+    console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the log (.csv or .parquet).")] = Path("simulated.csv"),
+    spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Where to write the spec YAML.")] = None,
+    scenario: Annotated[str, typer.Option(help=f"One of: {', '.join(SCENARIOS)}.")] = "notifications",
+    n: Annotated[int, typer.Option("--n", help="Number of units.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Simulate a randomized experiment with known effects and write its log and spec."""
+    sim = simulate(scenario, n_units=n, seed=seed)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        sim.frame.to_parquet(out, index=False)
+    else:
+        sim.frame.to_csv(out, index=False)
+    spec_path = spec_out or out.with_suffix(".yaml")
+    sim.spec.to_yaml(spec_path)
+    console.print(f"wrote {n:,} units to {out} and the spec to {spec_path}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("pexkit-demo"),
+    n: Annotated[int, typer.Option("--n", help="Units to simulate.")] = 30_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the summary JSON here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run the main job on the built-in notifications simulator and compare with the truth."""
+    out.mkdir(parents=True, exist_ok=True)
+    sim = simulate("notifications", n_units=n, seed=seed)
+    sim.frame.to_csv(out / "log.csv", index=False)
+    spec = ExperimentSpec.from_dict(
+        {
+            **sim.spec.to_dict(),
+            "outcomes": [
+                {"name": "engagement", "goal": "maximize", "weight": 1.0},
+                {"name": "unsubscribe", "goal": "minimize", "weight": 10.0},
+                {"name": "revenue", "goal": "maximize", "weight": 1.0},
+            ],
+        }
+    )
+    spec.to_yaml(out / "spec.yaml")
+    console.print(f"simulated {n:,} units -> {out / 'log.csv'} (spec: {out / 'spec.yaml'})")
+    data = LoggedData.from_path(out / "log.csv", spec)
+    result = analyze(data, out=out, progress=progress, random_state=seed)
+    _print_result(result)
+    actions = result.policies  # noqa: F841  (names kept for the table below)
+    from pexkit.policy import LinearPolicy
+
+    utility = LinearPolicy(spec).choose(result.model.effects_)
+    oracle = sim.oracle_value(utility)
+    table = Table(title="Utility policy: estimated (DR) vs true lift (oracle)")
+    for col in ("outcome", "DR lift", "95% CI", "true lift"):
+        table.add_column(col)
+    est = result.policies["utility"]
+    for m, name in enumerate(spec.outcome_names):
+        table.add_row(
+            name, _fmt(est.lift[m]), f"[{_fmt(est.lift_ci[m, 0])}, {_fmt(est.lift_ci[m, 1])}]",
+            _fmt(float(oracle.loc[name, "lift"])),
+        )
+    table.add_row("retention_90d (long-term)", "-", "-", _fmt(float(oracle.loc["retention_90d", "lift"])))
+    console.print(table)
+    summary: dict[str, Any] = {
+        **result.summary,
+        "oracle_utility_lift": oracle["lift"].to_dict(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    if json_path is not None:
+        json_path.write_text(json.dumps(summary, indent=2, default=float))
+    console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning pexkit errors into a clear message and exit 2."""
+    warnings.simplefilter("default", PexkitWarning)
+    try:
+        app(args=argv, standalone_mode=False)
+    except PexkitError as exc:
+        err.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {exc}")
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

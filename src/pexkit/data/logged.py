@@ -1,0 +1,502 @@
+"""LoggedData: a randomized experiment's log, validated once."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import stats
+
+from pexkit.exceptions import InvalidDataError, SampleRatioMismatchWarning
+from pexkit.spec import ExperimentSpec
+
+__all__ = ["FeatureEncoder", "LoggedData", "SampleRatioTest"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+SRM_ALPHA = 1e-3
+
+
+def _fail(column: str, expected: str, found: str, row: int | None, fix: str) -> None:
+    where = "" if row is None else f" (first at row {row}, 0-based)"
+    raise InvalidDataError(
+        f"column {column!r}: expected {expected}; found {found}{where}. {fix}"
+    )
+
+
+def _first(mask: NDArray[np.bool_]) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+@dataclass(frozen=True)
+class SampleRatioTest:
+    """Chi-square test of the logged arm counts against the design's shares.
+
+    Attributes
+    ----------
+    counts : dict
+        Units per arm.
+    expected : dict
+        Expected units per arm under the design's shares.
+    chi2, p_value : float
+        Pearson's statistic and its p-value (K-1 degrees of freedom).
+    mismatch : bool
+        True when ``p_value < 0.001``.
+    """
+
+    counts: dict[str, int]
+    expected: dict[str, float]
+    chi2: float
+    p_value: float
+    mismatch: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "counts": self.counts,
+            "expected": self.expected,
+            "chi2": self.chi2,
+            "p_value": self.p_value,
+            "mismatch": self.mismatch,
+            "alpha": SRM_ALPHA,
+        }
+
+
+class FeatureEncoder:
+    """Turns a frame's feature columns into the model matrix, the same way each time.
+
+    Numeric columns become float64; categorical columns become pandas
+    categoricals with the categories seen when the encoder was built (unseen
+    levels become missing), which LightGBM and XGBoost handle natively.
+    """
+
+    def __init__(self, spec: ExperimentSpec, categories: dict[str, list[Any]]) -> None:
+        self.spec = spec
+        self.categories = categories
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, spec: ExperimentSpec) -> FeatureEncoder:
+        """Learn the categories of each categorical feature from ``frame``."""
+        cats: dict[str, list[Any]] = {}
+        for col in spec.categorical:
+            values = frame[col].dropna().astype(str).unique().tolist()
+            cats[col] = sorted(values)
+        return cls(spec, cats)
+
+    def transform(self, frame: Any) -> pd.DataFrame:
+        """Return the feature frame for ``frame`` (pandas or polars)."""
+        frame = _to_pandas(frame)
+        missing = [c for c in self.spec.features if c not in frame.columns]
+        if missing:
+            raise InvalidDataError(
+                f"feature columns {missing} are missing; expected every feature of "
+                f"the spec {list(self.spec.features)}; found columns "
+                f"{list(frame.columns)[:20]}. Add them to the frame."
+            )
+        out: dict[str, Any] = {}
+        for col in self.spec.numeric:
+            series = frame[col]
+            if not (
+                pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+            ):
+                bad = pd.to_numeric(series, errors="coerce").isna() & series.notna()
+                row = _first(bad.to_numpy()) if bad.any() else None
+                example = series.iloc[row] if row is not None else series.dtype
+                _fail(
+                    col,
+                    "a numeric feature",
+                    f"non-numeric values such as {example!r}",
+                    row,
+                    f"Declare {col!r} under features.categorical in the spec, or "
+                    "convert it to numbers.",
+                )
+            out[col] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        for col in self.spec.categorical:
+            cats = self.categories[col]
+            values = frame[col].astype("string")
+            values = values.where(values.isin(cats))  # unseen levels -> missing
+            out[col] = pd.Categorical(values.astype(object), categories=cats)
+        return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        """Positions of the categorical columns in :meth:`matrix` output."""
+        n_num = len(self.spec.numeric)
+        return list(range(n_num, n_num + len(self.spec.categorical)))
+
+    def matrix(self, features: pd.DataFrame) -> FloatArray:
+        """Return encoded features as float64 (categories as codes, missing as NaN)."""
+        cols: list[FloatArray] = []
+        for col in self.spec.numeric:
+            cols.append(features[col].to_numpy(dtype=np.float64))
+        for col in self.spec.categorical:
+            codes = np.asarray(features[col].cat.codes, dtype=np.float64)
+            codes[codes < 0] = np.nan
+            cols.append(codes)
+        return np.column_stack(cols) if cols else np.empty((len(features), 0))
+
+
+def _to_pandas(frame: Any) -> pd.DataFrame:
+    if isinstance(frame, pd.DataFrame):
+        return frame.reset_index(drop=True)
+    to_pandas = getattr(frame, "to_pandas", None)
+    if to_pandas is not None:
+        result = to_pandas()
+        if isinstance(result, pd.DataFrame):
+            return result
+    raise InvalidDataError(
+        f"the log must be a pandas or polars DataFrame; got {type(frame).__name__}. "
+        "Use LoggedData.from_csv or from_parquet for files."
+    )
+
+
+class LoggedData:
+    """A randomized experiment's log: features, arm, propensity and outcomes.
+
+    Build it with :meth:`from_frame`, :meth:`from_csv`, :meth:`from_parquet`
+    or :meth:`from_path`; the table is validated once, here.
+
+    Attributes
+    ----------
+    spec : ExperimentSpec
+    X : DataFrame of shape (n_units, n_features)
+        Encoded features (numeric float64, categoricals as pandas categoricals).
+    treatment : ndarray of shape (n_units,)
+        Index of the logged arm (0 = control).
+    outcomes : ndarray of shape (n_units, n_outcomes)
+    propensity : ndarray of shape (n_units,)
+        Probability of the logged arm given the features.
+    unit_ids : ndarray of shape (n_units,)
+    srm : SampleRatioTest or None
+        None when the log carries its own propensities (no single design share).
+    """
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        X: pd.DataFrame,
+        treatment: IntArray,
+        outcomes: FloatArray,
+        propensity: FloatArray,
+        unit_ids: NDArray[Any],
+        encoder: FeatureEncoder,
+        srm: SampleRatioTest | None,
+    ) -> None:
+        self.spec = spec
+        self.X = X
+        self.treatment = treatment
+        self.outcomes = outcomes
+        self.propensity = propensity
+        self.unit_ids = unit_ids
+        self.encoder = encoder
+        self.srm = srm
+
+    # ---------------------------------------------------------------- views
+    @property
+    def n_units(self) -> int:
+        """Number of rows."""
+        return int(self.treatment.shape[0])
+
+    @property
+    def n_treatments(self) -> int:
+        """Number of arms, control included."""
+        return self.spec.n_treatments
+
+    @property
+    def n_outcomes(self) -> int:
+        """Number of outcomes."""
+        return self.spec.n_outcomes
+
+    @property
+    def arm_counts(self) -> dict[str, int]:
+        """Units per arm, in spec order."""
+        counts = np.bincount(self.treatment, minlength=self.n_treatments)
+        return {a: int(c) for a, c in zip(self.spec.arms, counts, strict=True)}
+
+    def subset(self, rows: NDArray[Any]) -> LoggedData:
+        """Return the rows ``rows`` (indices or boolean mask) as a new LoggedData."""
+        rows = np.asarray(rows)
+        idx = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return LoggedData(
+            self.spec,
+            self.X.iloc[idx].reset_index(drop=True),
+            self.treatment[idx],
+            self.outcomes[idx],
+            self.propensity[idx],
+            self.unit_ids[idx],
+            self.encoder,
+            None,
+        )
+
+    def __len__(self) -> int:
+        return self.n_units
+
+    def __repr__(self) -> str:
+        return (
+            f"LoggedData(n_units={self.n_units}, arms={self.arm_counts}, "
+            f"outcomes={list(self.spec.outcome_names)})"
+        )
+
+    # --------------------------------------------------------- constructors
+    @classmethod
+    def from_path(cls, path: str | Path, spec: ExperimentSpec, **kwargs: Any) -> LoggedData:
+        """Read a CSV or Parquet log (chosen by the file's extension)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            return cls.from_parquet(path, spec, **kwargs)
+        if suffix in (".csv", ".txt", ".gz"):
+            return cls.from_csv(path, spec, **kwargs)
+        raise InvalidDataError(
+            f"log file {str(path)!r}: expected a .csv or .parquet file; found "
+            f"extension {suffix or '(none)'!r}. Rename the file or convert it."
+        )
+
+    @classmethod
+    def from_csv(cls, path: str | Path, spec: ExperimentSpec, **kwargs: Any) -> LoggedData:
+        """Read a CSV log."""
+        path = Path(path)
+        _check_file(path)
+        try:
+            frame = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise InvalidDataError(
+                f"log file {str(path)!r}: expected a header row and data rows; found "
+                "an empty file. Export the experiment log again."
+            ) from None
+        return cls.from_frame(frame, spec, **kwargs)
+
+    @classmethod
+    def from_parquet(
+        cls, path: str | Path, spec: ExperimentSpec, **kwargs: Any
+    ) -> LoggedData:
+        """Read a Parquet log."""
+        path = Path(path)
+        _check_file(path)
+        return cls.from_frame(pd.read_parquet(path), spec, **kwargs)
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: Any,
+        spec: ExperimentSpec,
+        *,
+        min_rows_per_arm: int = 10,
+        warn_srm: bool = True,
+    ) -> LoggedData:
+        """Validate a pandas or polars frame against ``spec``.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame or polars.DataFrame
+            One row per unit.
+        spec : ExperimentSpec
+        min_rows_per_arm : int
+            Fewest rows an arm may have; effect models cannot be fitted on less.
+        warn_srm : bool
+            Emit :class:`SampleRatioMismatchWarning` when the arm counts differ
+            from the design's shares (p < 0.001).
+
+        Raises
+        ------
+        InvalidDataError
+            Naming the column, what was expected, what was found, the first
+            offending row, and the fix.
+        """
+        if not isinstance(spec, ExperimentSpec):
+            raise InvalidDataError(
+                f"'spec' must be an ExperimentSpec; got {type(spec).__name__}. Build "
+                "one with ExperimentSpec.from_yaml(path)."
+            )
+        df = _to_pandas(frame)
+        if len(df) == 0:
+            raise InvalidDataError(
+                "the log: expected at least one row per arm; found 0 rows. Check that "
+                "the file or query returned data."
+            )
+        needed = [spec.treatment, *spec.outcome_names, *spec.features]
+        needed += [c for c in (spec.unit, spec.propensity) if c]
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise InvalidDataError(
+                f"columns {missing} are missing from the log; expected the spec's "
+                f"columns {needed}; found {list(df.columns)[:30]}. Fix the spec's "
+                "column names or add the columns."
+            )
+
+        # treatment
+        raw_t = df[spec.treatment]
+        if raw_t.isna().any():
+            _fail(
+                spec.treatment,
+                f"an arm label from {list(spec.arms)}",
+                f"{int(raw_t.isna().sum())} missing labels",
+                _first(raw_t.isna().to_numpy()),
+                "Drop rows without an assignment or fill in their arm.",
+            )
+        labels = raw_t.astype(str).to_numpy()
+        arm_index = {a: i for i, a in enumerate(spec.arms)}
+        codes = pd.Series(labels).map(arm_index)
+        unknown = codes.isna().to_numpy()
+        if unknown.any():
+            row = _first(unknown)
+            found = sorted(set(labels[unknown]))[:5]
+            _fail(
+                spec.treatment,
+                f"an arm label from {list(spec.arms)}",
+                f"unknown labels {found} in {int(unknown.sum())} rows",
+                row,
+                "Add the label to treatment.arms in the spec, or drop those rows.",
+            )
+        treatment = codes.to_numpy(dtype=np.int64)
+        counts = np.bincount(treatment, minlength=spec.n_treatments)
+        for k, c in enumerate(counts):
+            if c < min_rows_per_arm:
+                _fail(
+                    spec.treatment,
+                    f"at least {min_rows_per_arm} rows for every arm",
+                    f"{int(c)} rows for arm {spec.arms[k]!r}",
+                    None,
+                    "Collect more data for that arm, or remove it from "
+                    "treatment.arms and drop its rows.",
+                )
+
+        # outcomes
+        outcomes = np.empty((len(df), spec.n_outcomes), dtype=np.float64)
+        for m, name in enumerate(spec.outcome_names):
+            series = df[name]
+            if pd.api.types.is_bool_dtype(series):
+                series = series.astype(np.float64)
+            if not pd.api.types.is_numeric_dtype(series):
+                coerced = pd.to_numeric(series, errors="coerce")
+                bad = (coerced.isna() & series.notna()).to_numpy()
+                if bad.any():
+                    row = _first(bad)
+                    _fail(
+                        name,
+                        "a numeric outcome",
+                        f"non-numeric values such as {series.iloc[row]!r}",
+                        row,
+                        "Convert the outcome to numbers (0/1 for yes/no).",
+                    )
+                series = coerced
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row = _first(bad)
+                _fail(
+                    name,
+                    "finite outcome values",
+                    f"{int(bad.sum())} NaN or infinite values (e.g. {values[row]!r})",
+                    row,
+                    "Fill missing outcomes (e.g. 0 when no event happened) or drop "
+                    "those rows.",
+                )
+            outcomes[:, m] = values
+
+        # propensity
+        if spec.propensity:
+            series = pd.to_numeric(df[spec.propensity], errors="coerce")
+            prop = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = ~np.isfinite(prop)
+            if bad.any():
+                row = _first(bad)
+                _fail(
+                    spec.propensity,
+                    "a finite probability of the logged arm",
+                    f"{int(bad.sum())} missing, non-numeric or infinite values",
+                    row,
+                    "Log the assignment probability for every unit, or set "
+                    "propensity: null to use the design's shares.",
+                )
+            bad = (prop <= 0) | (prop > 1)
+            if bad.any():
+                row = _first(bad)
+                _fail(
+                    spec.propensity,
+                    "probabilities in (0, 1]",
+                    f"{int(bad.sum())} values outside it (e.g. {prop[row]!r})",
+                    row,
+                    "Did you pass logits or percentages? Pass probabilities, or set "
+                    "propensity: null to use the design's shares.",
+                )
+        else:
+            prop = np.asarray(spec.shares, dtype=np.float64)[treatment]
+
+        # unit ids
+        if spec.unit:
+            ids = df[spec.unit]
+            if ids.isna().any():
+                _fail(
+                    spec.unit,
+                    "a unit id on every row",
+                    f"{int(ids.isna().sum())} missing ids",
+                    _first(ids.isna().to_numpy()),
+                    "Fill in the ids or drop those rows.",
+                )
+            dup = ids.duplicated().to_numpy()
+            if dup.any():
+                row = _first(dup)
+                _fail(
+                    spec.unit,
+                    "one row per unit (unique ids)",
+                    f"{int(dup.sum())} duplicate ids such as {ids.iloc[row]!r}",
+                    row,
+                    "Aggregate outcomes to one row per unit (first exposure) before "
+                    "analysis.",
+                )
+            unit_ids = ids.to_numpy()
+        else:
+            unit_ids = np.arange(len(df))
+
+        encoder = FeatureEncoder.fit(df, spec)
+        X = encoder.transform(df)
+
+        srm = None
+        if not spec.propensity:
+            srm = sample_ratio_test(counts, spec)
+            if srm.mismatch and warn_srm:
+                warnings.warn(
+                    f"sample ratio mismatch in column {spec.treatment!r}: arm counts "
+                    f"{srm.counts} differ from the design's shares "
+                    f"{dict(zip(spec.arms, spec.shares, strict=True))} (chi2="
+                    f"{srm.chi2:.1f}, p={srm.p_value:.2g}). Randomization or logging "
+                    "may be broken; check the assignment pipeline before trusting "
+                    "effects.",
+                    SampleRatioMismatchWarning,
+                    stacklevel=2,
+                )
+        return cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm)
+
+
+def sample_ratio_test(counts: NDArray[Any], spec: ExperimentSpec) -> SampleRatioTest:
+    """Chi-square test of arm ``counts`` against ``spec.shares``."""
+    counts = np.asarray(counts, dtype=np.float64)
+    expected = counts.sum() * np.asarray(spec.shares)
+    chi2, p_value = stats.chisquare(counts, expected)
+    return SampleRatioTest(
+        counts={a: int(c) for a, c in zip(spec.arms, counts, strict=True)},
+        expected={a: float(e) for a, e in zip(spec.arms, expected, strict=True)},
+        chi2=float(chi2),
+        p_value=float(p_value),
+        mismatch=bool(p_value < SRM_ALPHA),
+    )
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InvalidDataError(
+            f"log file {str(path)!r} does not exist; pass the path of a CSV or "
+            "Parquet experiment log."
+        )
+    if path.stat().st_size == 0:
+        raise InvalidDataError(
+            f"log file {str(path)!r}: expected a header row and data rows; found an "
+            "empty file. Export the experiment log again."
+        )

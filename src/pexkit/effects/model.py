@@ -1,0 +1,497 @@
+"""EffectModel: CATE for every (treatment vs control, outcome) at once.
+
+One set of cross-fitted outcome models ``mu_{k,m}`` serves every meta-learner
+and the doubly robust (DR) scores; the T-learner is those models' difference,
+and the X-, DR- and S-learners add only their own second stage.
+``learner="auto"`` picks, per (treatment, outcome), the learner whose
+out-of-fold effects have the smallest DR-pseudo-outcome loss
+``mean_i (psi_i - tau_hat(x_i))^2`` (Kennedy 2020; Nie and Wager 2021).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import stats
+
+from pexkit._progress import progress_bar
+from pexkit.data import FeatureEncoder, LoggedData
+from pexkit.effects.boosting import make_base_learner
+from pexkit.effects.nuisance import (
+    doubly_robust_scores,
+    fit_outcome_models,
+    fit_pair_models,
+    make_folds,
+)
+from pexkit.exceptions import InvalidDataError, InvalidParameterError, NotFittedError
+from pexkit.spec import ExperimentSpec
+
+__all__ = ["LEARNERS", "EffectModel"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+LEARNERS = ("t", "s", "x", "dr")
+Z95 = float(stats.norm.ppf(0.975))
+
+
+class EffectModel:
+    """Heterogeneous treatment effects for every (treatment, outcome).
+
+    Parameters
+    ----------
+    learner : {"auto", "t", "s", "x", "dr"}
+        Meta-learner. ``"auto"`` picks per (treatment, outcome) among
+        ``candidates`` by held-out DR-pseudo-outcome loss.
+    base : {"lightgbm", "xgboost"}
+        Base regression learner.
+    n_folds : int
+        Folds for cross-fitting (>= 2).
+    random_state : int
+        Seed for folds and learners.
+    candidates : tuple of str
+        Learners tried by ``learner="auto"``.
+    base_params : dict, optional
+        Overrides of the base learner's parameters (e.g. ``n_estimators``).
+    n_jobs : int
+        Threads for the base learner (0 = all cores).
+    progress : bool or None
+        Show a progress bar (None: only on a terminal).
+
+    Attributes
+    ----------
+    mu_oof_ : ndarray of shape (n_units, n_treatments, n_outcomes)
+        Out-of-fold outcome predictions.
+    scores_ : ndarray of shape (n_units, n_treatments, n_outcomes)
+        Doubly robust scores G built from ``mu_oof_``.
+    effects_ : ndarray of shape (n_units, n_treatments, n_outcomes)
+        Out-of-fold effects of the chosen learners (control slice 0).
+    selection_ : DataFrame
+        Per (treatment, outcome): the chosen learner and each candidate's loss.
+
+    Examples
+    --------
+    >>> import pexkit as px
+    >>> sim = px.simulate("notifications", n_units=3000, seed=0)
+    >>> model = px.EffectModel(learner="t", n_folds=2, base_params={"n_estimators": 20})
+    >>> model.fit(sim.data).predict(sim.data).shape
+    (3000, 3, 3)
+    """
+
+    def __init__(
+        self,
+        learner: str = "auto",
+        base: str = "lightgbm",
+        n_folds: int = 3,
+        random_state: int = 0,
+        *,
+        candidates: tuple[str, ...] = ("t", "s", "x", "dr"),
+        base_params: dict[str, Any] | None = None,
+        n_jobs: int = 0,
+        progress: bool | None = None,
+    ) -> None:
+        self.learner = learner
+        self.base = base
+        self.n_folds = n_folds
+        self.random_state = random_state
+        self.candidates = candidates
+        self.base_params = base_params
+        self.n_jobs = n_jobs
+        self.progress = progress
+
+    _PARAMS = (
+        "learner", "base", "n_folds", "random_state", "candidates", "base_params",
+        "n_jobs", "progress",
+    )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters (sklearn's contract, so ``sklearn.base.clone`` works)."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params: Any) -> EffectModel:
+        """Set constructor parameters; unknown names raise InvalidParameterError."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise InvalidParameterError(
+                    f"EffectModel has no parameter {name!r}; valid: {list(self._PARAMS)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    # ------------------------------------------------------------------ fit
+    def _check_params(self) -> tuple[str, ...]:
+        if self.learner != "auto" and self.learner not in LEARNERS:
+            raise InvalidParameterError(
+                f"'learner' must be 'auto' or one of {list(LEARNERS)}; got "
+                f"{self.learner!r}."
+            )
+        if not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise InvalidParameterError(
+                f"'n_folds' must be an integer >= 2 (cross-fitting needs held-out "
+                f"folds); got {self.n_folds!r}."
+            )
+        bad = [c for c in self.candidates if c not in LEARNERS]
+        if bad or not self.candidates:
+            raise InvalidParameterError(
+                f"'candidates' must be a non-empty subset of {list(LEARNERS)}; got "
+                f"{list(self.candidates)}."
+            )
+        return tuple(self.candidates) if self.learner == "auto" else (self.learner,)
+
+    def fit(self, data: LoggedData) -> EffectModel:
+        """Fit outcome models, DR scores and the learners' second stages.
+
+        Parameters
+        ----------
+        data : LoggedData
+
+        Returns
+        -------
+        self : EffectModel
+        """
+        learners = self._check_params()
+        if not isinstance(data, LoggedData):
+            raise InvalidDataError(
+                f"EffectModel.fit expects a LoggedData; got {type(data).__name__}. "
+                "Wrap the frame with LoggedData.from_frame(df, spec)."
+            )
+        spec = data.spec
+        counts = data.arm_counts
+        need = 2 * self.n_folds
+        few = {a: c for a, c in counts.items() if c < need}
+        if few:
+            raise InvalidDataError(
+                f"column {spec.treatment!r}: expected at least {need} rows per arm to "
+                f"cross-fit with n_folds={self.n_folds}; found {few}. Collect more "
+                "data or lower n_folds."
+            )
+        seed = int(self.random_state)
+        n_treat, n_out = spec.n_treatments, spec.n_outcomes
+        X = data.encoder.matrix(data.X)
+        base = make_base_learner(self.base, self.base_params, self.n_jobs)
+        base.bind(X, data.encoder.categorical_indices)
+        folds = make_folds(data.treatment, self.n_folds, seed)
+        outcome_fit = fit_outcome_models(
+            base, X, data.treatment, data.outcomes, folds, n_treat, seed, self.progress
+        )
+        mu = outcome_fit.mu_oof
+        scores = doubly_robust_scores(mu, data.treatment, data.propensity, data.outcomes)
+        pseudo = scores - scores[:, :1, :]
+
+        shares = np.bincount(data.treatment, minlength=n_treat) / data.n_units
+        self.spec_: ExperimentSpec = spec
+        self.encoder_: FeatureEncoder = data.encoder
+        self.folds_ = folds
+        self.mu_oof_ = mu
+        self.scores_ = scores
+        self.outcome_models_ = outcome_fit.models
+        self.arm_shares_ = shares
+        self.learners_fitted_: dict[str, Any] = {}
+        self.data_ = data
+        self._base = base
+
+        oof: dict[str, FloatArray] = {}
+        stage_total = sum(
+            {"t": 0, "dr": self.n_folds * (n_treat - 1) * n_out,
+             "x": 2 * self.n_folds * (n_treat - 1) * n_out,
+             "s": self.n_folds * n_out}[name]
+            for name in learners
+        )
+        with progress_bar(max(stage_total, 1), "effect models", self.progress) as bar:
+            for name in learners:
+                if name == "t":
+                    oof["t"] = mu - mu[:, :1, :]
+                    self.learners_fitted_["t"] = None
+                elif name == "dr":
+                    oof["dr"], self.learners_fitted_["dr"] = self._fit_dr(
+                        base, X, data, folds, seed, bar
+                    )
+                elif name == "x":
+                    oof["x"], self.learners_fitted_["x"] = self._fit_x(
+                        base, X, data, mu, folds, seed, bar
+                    )
+                else:
+                    oof["s"], self.learners_fitted_["s"] = self._fit_s(
+                        X, data, folds, seed, bar
+                    )
+
+        # selection by DR-pseudo-outcome loss on out-of-fold effects
+        chosen = np.empty((n_treat, n_out), dtype=object)
+        rows: list[dict[str, Any]] = []
+        effects = np.zeros_like(mu)
+        for k in range(1, n_treat):
+            for m in range(n_out):
+                losses = {
+                    name: float(np.mean((pseudo[:, k, m] - oof[name][:, k, m]) ** 2))
+                    for name in learners
+                }
+                best = min(losses, key=lambda key: losses[key])
+                chosen[k, m] = best
+                effects[:, k, m] = oof[best][:, k, m]
+                rows.append(
+                    {
+                        "treatment": spec.arms[k],
+                        "outcome": spec.outcome_names[m],
+                        "learner": best,
+                        **{f"loss_{name}": loss for name, loss in losses.items()},
+                    }
+                )
+        self.chosen_ = chosen
+        self.effects_ = effects
+        self.selection_ = pd.DataFrame(rows)
+        return self
+
+    def _fit_dr(
+        self, base: Any, X: FloatArray, data: LoggedData, folds: IntArray,
+        seed: int, bar: Any,
+    ) -> tuple[FloatArray, list[list[list[Any]]]]:
+        # Honest chain: the second stage held out on fold f regresses DR targets
+        # on the other folds that come from outcome models which never saw fold f
+        # (nor, with n_folds >= 3, the target's own fold).
+        T, Y, e = data.treatment, data.outcomes, data.propensity
+        n_treat, n_out = data.n_treatments, data.n_outcomes
+        pairs = (
+            fit_pair_models(base, T, Y, folds, n_treat, seed, bar)
+            if self.n_folds >= 3
+            else None
+        )
+        oof = np.zeros((data.n_units, n_treat, n_out))
+        models: list[list[list[Any]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
+        for f in range(self.n_folds):
+            train = np.flatnonzero(folds != f)
+            held = np.flatnonzero(folds == f)
+            mu_train = np.zeros((train.shape[0], n_treat, n_out))
+            for g in range(self.n_folds):
+                if g == f:
+                    continue
+                pos = np.flatnonzero(folds[train] == g)
+                Xg = X[train[pos]]
+                source = (
+                    pairs[(min(f, g), max(f, g))] if pairs is not None
+                    else self.outcome_models_[f]
+                )
+                for k in range(n_treat):
+                    for m in range(n_out):
+                        mu_train[pos, k, m] = base.predict(source[k][m], Xg)
+            scores = doubly_robust_scores(mu_train, T[train], e[train], Y[train])
+            pseudo = scores - scores[:, :1, :]
+            X_held = X[held]
+            for k in range(1, n_treat):
+                for m in range(n_out):
+                    model = base.fit(train, pseudo[:, k, m], seed + 101 * f + 13 * k + m)
+                    oof[held, k, m] = base.predict(model, X_held)
+                    models[k][m].append(model)
+                    bar.advance()
+        return oof, models
+
+    def _fit_x(
+        self, base: Any, X: FloatArray, data: LoggedData, mu: FloatArray,
+        folds: IntArray, seed: int, bar: Any,
+    ) -> tuple[FloatArray, list[list[list[tuple[Any, Any]]]]]:
+        n, n_treat, n_out = mu.shape
+        T, Y = data.treatment, data.outcomes
+        oof = np.zeros_like(mu)
+        models: list[list[list[tuple[Any, Any]]]] = [
+            [[] for _ in range(n_out)] for _ in range(n_treat)
+        ]
+        for f in range(self.n_folds):
+            held = np.flatnonzero(folds == f)
+            # Imputed effects use fold f's own outcome models (trained without fold
+            # f, each on the other arm's rows only), so nothing in this chain has
+            # seen fold f: its out-of-fold effects are honest for policy evaluation.
+            chain = self.outcome_models_[f]
+            rows0 = np.flatnonzero((folds != f) & (T == 0))
+            X0 = X[rows0]
+            for k in range(1, n_treat):
+                g = self._x_weight(k)
+                rows1 = np.flatnonzero((folds != f) & (T == k))
+                X1 = X[rows1]
+                for m in range(n_out):
+                    s = seed + 211 * f + 17 * k + m
+                    mu0_at_1 = base.predict(chain[0][m], X1)
+                    muk_at_0 = base.predict(chain[k][m], X0)
+                    tau1 = base.fit(rows1, Y[rows1, m] - mu0_at_1, s)
+                    bar.advance()
+                    tau0 = base.fit(rows0, muk_at_0 - Y[rows0, m], s + 1)
+                    bar.advance()
+                    Xh = X[held]
+                    oof[held, k, m] = g * base.predict(tau0, Xh) + (1 - g) * base.predict(
+                        tau1, Xh
+                    )
+                    models[k][m].append((tau0, tau1))
+        return oof, models
+
+    def _x_weight(self, k: int) -> float:
+        # Kunzel et al.: tau = g tau_0 + (1 - g) tau_1 with g = P(T = k | T in {0, k}).
+        shares = self.arm_shares_
+        return float(shares[k] / (shares[k] + shares[0]))
+
+    def _fit_s(
+        self, X: FloatArray, data: LoggedData, folds: IntArray, seed: int, bar: Any
+    ) -> tuple[FloatArray, tuple[Any, list[list[Any]]]]:
+        n_treat, n_out = data.n_treatments, data.n_outcomes
+        s_base = make_base_learner(self.base, self.base_params, self.n_jobs)
+        X_aug = np.column_stack([X, data.treatment.astype(np.float64)])
+        cats = [*data.encoder.categorical_indices, X.shape[1]]
+        s_base.bind(X_aug, cats)
+        oof = np.zeros((data.n_units, n_treat, n_out))
+        models: list[list[Any]] = [[] for _ in range(n_out)]
+        for f in range(self.n_folds):
+            train = np.flatnonzero(folds != f)
+            held = np.flatnonzero(folds == f)
+            for m in range(n_out):
+                model = s_base.fit(train, data.outcomes[train, m], seed + 307 * f + m)
+                preds = [
+                    s_base.predict(model, _with_arm(X[held], k)) for k in range(n_treat)
+                ]
+                for k in range(1, n_treat):
+                    oof[held, k, m] = preds[k] - preds[0]
+                models[m].append(model)
+                bar.advance()
+        return oof, (s_base, models)
+
+    # -------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "effects_"):
+            raise NotFittedError(
+                "this EffectModel is not fitted yet; call .fit(data) before predict, "
+                "ate or evaluation."
+            )
+
+    def _matrix(self, X: Any) -> FloatArray:
+        frame = X.X if isinstance(X, LoggedData) else X
+        return self.encoder_.matrix(self.encoder_.transform(frame))
+
+    def predict_outcomes(self, X: Any) -> FloatArray:
+        """Predict ``mu_{k,m}(x)`` (fold-averaged) for new rows.
+
+        Parameters
+        ----------
+        X : DataFrame or LoggedData
+            Rows with the spec's feature columns.
+
+        Returns
+        -------
+        ndarray of shape (n_units, n_treatments, n_outcomes)
+        """
+        self._check_fitted()
+        return self._mu(self._matrix(X))
+
+    def _mu(self, Xm: FloatArray) -> FloatArray:
+        n_treat, n_out = self.spec_.n_treatments, self.spec_.n_outcomes
+        mu = np.zeros((Xm.shape[0], n_treat, n_out))
+        for fold_models in self.outcome_models_:
+            for k in range(n_treat):
+                for m in range(n_out):
+                    mu[:, k, m] += self._base.predict(fold_models[k][m], Xm)
+        return mu / len(self.outcome_models_)
+
+    def predict(self, X: Any) -> FloatArray:
+        """Predict effects vs control for new rows.
+
+        Parameters
+        ----------
+        X : DataFrame or LoggedData
+            Rows with the spec's feature columns.
+
+        Returns
+        -------
+        ndarray of shape (n_units, n_treatments, n_outcomes)
+            ``tau_{k,m}(x)``; the control slice ``[:, 0, :]`` is 0.
+        """
+        self._check_fitted()
+        Xm = self._matrix(X)
+        n_treat, n_out = self.spec_.n_treatments, self.spec_.n_outcomes
+        tau = np.zeros((Xm.shape[0], n_treat, n_out))
+        mu: FloatArray | None = None
+        s_cache: dict[int, list[FloatArray]] = {}
+        for k in range(1, n_treat):
+            for m in range(n_out):
+                name = self.chosen_[k, m]
+                if name == "t":
+                    if mu is None:
+                        mu = self._mu(Xm)
+                    tau[:, k, m] = mu[:, k, m] - mu[:, 0, m]
+                elif name == "dr":
+                    fold_models = self.learners_fitted_["dr"][k][m]
+                    tau[:, k, m] = np.mean(
+                        [self._base.predict(md, Xm) for md in fold_models], axis=0
+                    )
+                elif name == "x":
+                    g = self._x_weight(k)
+                    tau[:, k, m] = np.mean(
+                        [
+                            g * self._base.predict(t0, Xm)
+                            + (1 - g) * self._base.predict(t1, Xm)
+                            for t0, t1 in self.learners_fitted_["x"][k][m]
+                        ],
+                        axis=0,
+                    )
+                else:
+                    s_base, models = self.learners_fitted_["s"]
+                    if m not in s_cache:
+                        s_cache[m] = [
+                            np.mean(
+                                [s_base.predict(md, _with_arm(Xm, j)) for md in models[m]],
+                                axis=0,
+                            )
+                            for j in range(n_treat)
+                        ]
+                    tau[:, k, m] = s_cache[m][k] - s_cache[m][0]
+        return tau
+
+    # ------------------------------------------------------------------ ATE
+    def ate(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Average effects with influence-function (DR/AIPW) confidence intervals.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - confidence level.
+
+        Returns
+        -------
+        DataFrame
+            One row per (non-control treatment, outcome) with columns treatment,
+            outcome, estimate, se, ci_low, ci_high.
+
+        Notes
+        -----
+        ``psi_i = G[i,k,m] - G[i,0,m]``; estimate ``mean(psi)``, se
+        ``sd(psi) / sqrt(n)``.
+        """
+        self._check_fitted()
+        if not 0 < alpha < 1:
+            raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
+        z = float(stats.norm.ppf(1 - alpha / 2))
+        pseudo = self.scores_ - self.scores_[:, :1, :]
+        n = pseudo.shape[0]
+        rows = []
+        for k in range(1, self.spec_.n_treatments):
+            for m, name in enumerate(self.spec_.outcome_names):
+                est = float(pseudo[:, k, m].mean())
+                se = float(pseudo[:, k, m].std(ddof=1) / np.sqrt(n))
+                rows.append(
+                    {
+                        "treatment": self.spec_.arms[k],
+                        "outcome": name,
+                        "estimate": est,
+                        "se": se,
+                        "ci_low": est - z * se,
+                        "ci_high": est + z * se,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"EffectModel(learner={self.learner!r}, base={self.base!r}, "
+            f"n_folds={self.n_folds}, random_state={self.random_state})"
+        )
+
+
+def _with_arm(X: FloatArray, arm: int) -> FloatArray:
+    return np.column_stack([X, np.full(X.shape[0], float(arm))])

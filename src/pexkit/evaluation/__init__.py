@@ -1,0 +1,22 @@
+"""Off-policy evaluation with influence-function confidence intervals."""
+
+from pexkit.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, get_estimator
+from pexkit.evaluation.evaluate import (
+    PolicyValue,
+    PolicyValues,
+    evaluate_policies,
+    evaluate_policy,
+)
+from pexkit.evaluation.scores import PolicyScores, build_scores
+
+__all__ = [
+    "ESTIMATORS",
+    "OffPolicyEstimator",
+    "PolicyScores",
+    "PolicyValue",
+    "PolicyValues",
+    "build_scores",
+    "evaluate_policies",
+    "evaluate_policy",
+    "get_estimator",
+]

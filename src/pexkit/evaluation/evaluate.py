@@ -1,0 +1,399 @@
+"""Evaluate one policy, or many in one pass, off-policy with confidence intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import stats
+
+from pexkit.data import LoggedData
+from pexkit.effects import EffectModel
+from pexkit.evaluation.estimators import get_estimator
+from pexkit.evaluation.scores import PolicyScores, build_scores
+from pexkit.exceptions import InvalidParameterError
+from pexkit.policy import LinearPolicy, choose_batch
+
+__all__ = ["PolicyValue", "PolicyValues", "evaluate_policies", "evaluate_policy"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class PolicyValue:
+    """A policy's estimated value and lift vs all-control, per outcome.
+
+    Attributes
+    ----------
+    outcomes : tuple of str
+    value, value_se, lift, lift_se : ndarray of shape (n_outcomes,)
+    value_ci, lift_ci : ndarray of shape (n_outcomes, 2)
+        Normal (influence-function) CIs, or bootstrap percentile CIs when
+        ``n_bootstrap > 0`` was asked for.
+    share : dict
+        Fraction of units the policy sends to each treatment.
+    estimator : str
+    alpha : float
+    """
+
+    outcomes: tuple[str, ...]
+    value: FloatArray
+    value_se: FloatArray
+    lift: FloatArray
+    lift_se: FloatArray
+    value_ci: FloatArray
+    lift_ci: FloatArray
+    share: dict[str, float]
+    estimator: str
+    alpha: float = 0.05
+    n_units: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per outcome: value, value_se, value_ci_low, value_ci_high, lift, ..."""
+        frame = pd.DataFrame(
+            {
+                "value": self.value,
+                "value_se": self.value_se,
+                "value_ci_low": self.value_ci[:, 0],
+                "value_ci_high": self.value_ci[:, 1],
+                "lift": self.lift,
+                "lift_se": self.lift_se,
+                "lift_ci_low": self.lift_ci[:, 0],
+                "lift_ci_high": self.lift_ci[:, 1],
+            },
+            index=pd.Index(list(self.outcomes), name="outcome"),
+        )
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict keyed by outcome."""
+        frame = self.to_frame()
+        return {
+            "estimator": self.estimator,
+            "alpha": self.alpha,
+            "share": self.share,
+            "outcomes": {
+                name: {k: float(v) for k, v in row.items()}
+                for name, row in frame.iterrows()
+            },
+        }
+
+    def __getitem__(self, outcome: str) -> dict[str, float]:
+        frame = self.to_frame()
+        if outcome not in frame.index:
+            raise KeyError(f"unknown outcome {outcome!r}; have {list(self.outcomes)}")
+        return {k: float(v) for k, v in frame.loc[outcome].items()}
+
+
+@dataclass(frozen=True)
+class PolicyValues:
+    """Values of P policies evaluated in one pass; arrays of shape (P, n_outcomes)."""
+
+    outcomes: tuple[str, ...]
+    value: FloatArray
+    value_se: FloatArray
+    lift: FloatArray
+    lift_se: FloatArray
+    shares: FloatArray
+    estimator: str
+    alpha: float = 0.05
+
+    def __len__(self) -> int:
+        return int(self.value.shape[0])
+
+    def ci(self, which: str = "lift") -> FloatArray:
+        """Normal CIs, shape (P, n_outcomes, 2), for ``'lift'`` or ``'value'``."""
+        z = float(stats.norm.ppf(1 - self.alpha / 2))
+        est, se = (self.lift, self.lift_se) if which == "lift" else (self.value, self.value_se)
+        return np.stack([est - z * se, est + z * se], axis=-1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long frame: one row per (policy, outcome)."""
+        lift_ci = self.ci("lift")
+        value_ci = self.ci("value")
+        P, M = self.value.shape
+        return pd.DataFrame(
+            {
+                "policy": np.repeat(np.arange(P), M),
+                "outcome": np.tile(list(self.outcomes), P),
+                "value": self.value.ravel(),
+                "value_se": self.value_se.ravel(),
+                "value_ci_low": value_ci[..., 0].ravel(),
+                "value_ci_high": value_ci[..., 1].ravel(),
+                "lift": self.lift.ravel(),
+                "lift_se": self.lift_se.ravel(),
+                "lift_ci_low": lift_ci[..., 0].ravel(),
+                "lift_ci_high": lift_ci[..., 1].ravel(),
+            }
+        )
+
+
+def _resolve_scores(
+    data: LoggedData, model: EffectModel | None, scores: PolicyScores | None
+) -> PolicyScores:
+    if scores is not None:
+        return scores
+    if model is None:
+        raise InvalidParameterError(
+            "pass 'model' (a fitted EffectModel) or precomputed 'scores' to evaluate "
+            "a policy."
+        )
+    return build_scores(data, model)
+
+
+def _effects_for(data: LoggedData, model: EffectModel | None) -> FloatArray:
+    if model is None:
+        raise InvalidParameterError(
+            "evaluating a LinearPolicy needs the EffectModel that predicts its "
+            "effects; pass model=..."
+        )
+    if data is model.data_:
+        return np.asarray(model.effects_)
+    return model.predict(data)
+
+
+def _as_probs(actions: Any, n: int, n_treat: int) -> tuple[IntArray | None, FloatArray | None]:
+    arr = np.asarray(actions)
+    if arr.ndim == 1:
+        if arr.shape[0] != n:
+            raise InvalidParameterError(
+                f"'actions' must have one entry per unit ({n}); got {arr.shape[0]}."
+            )
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.equal(np.mod(arr, 1), 0)):
+                raise InvalidParameterError(
+                    "'actions' of shape (n,) must be treatment indices (integers); "
+                    "pass action probabilities with shape (n, K) for a stochastic policy."
+                )
+            arr = arr.astype(np.int64)
+        if arr.min() < 0 or arr.max() >= n_treat:
+            raise InvalidParameterError(
+                f"'actions' must be treatment indices in [0, {n_treat - 1}]; got values "
+                f"from {arr.min()} to {arr.max()}."
+            )
+        return arr.astype(np.int64), None
+    if arr.ndim == 2:
+        if arr.shape != (n, n_treat):
+            raise InvalidParameterError(
+                f"action probabilities must have shape ({n}, {n_treat}); got {arr.shape}."
+            )
+        probs = arr.astype(np.float64)
+        if (probs < -1e-12).any() or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-6):
+            raise InvalidParameterError(
+                "action probabilities must be >= 0 and sum to 1 in each row; got row "
+                f"sums from {probs.sum(axis=1).min():.4g} to {probs.sum(axis=1).max():.4g}."
+            )
+        return None, probs
+    raise InvalidParameterError(
+        f"'actions' must be indices (n,) or probabilities (n, K); got shape {arr.shape}."
+    )
+
+
+def evaluate_policy(
+    policy: Any,
+    data: LoggedData,
+    model: EffectModel | None = None,
+    estimator: str = "dr",
+    *,
+    alpha: float = 0.05,
+    n_bootstrap: int = 0,
+    random_state: int = 0,
+    scores: PolicyScores | None = None,
+) -> PolicyValue:
+    """Estimate a policy's value and lift vs all-control for every outcome.
+
+    Parameters
+    ----------
+    policy : ndarray of shape (n_units,) or (n_units, n_treatments), or LinearPolicy
+        Treatment indices (deterministic), action probabilities (stochastic),
+        or a policy applied to the model's effects.
+    data : LoggedData
+        The log to evaluate on.
+    model : EffectModel, optional
+        Fitted model; supplies outcome predictions (and effects for a LinearPolicy).
+    estimator : {"dr", "ips", "snips", "dm"}
+    alpha : float
+        1 - confidence level.
+    n_bootstrap : int
+        When > 0, percentile CIs from that many Poisson-bootstrap resamples.
+    random_state : int
+        Seed of the bootstrap.
+    scores : PolicyScores, optional
+        Precomputed scores (skips building them).
+
+    Returns
+    -------
+    PolicyValue
+
+    Notes
+    -----
+    DR: ``value_m = mean_i sum_k p_ik G_ikm``; lift subtracts ``G_i0m``;
+    ``se = sd(terms) / sqrt(n)``.
+    """
+    est = get_estimator(estimator)
+    if not 0 < alpha < 1:
+        raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
+    sc = _resolve_scores(data, model, scores)
+    n, n_treat = sc.n_units, sc.spec.n_treatments
+    if isinstance(policy, LinearPolicy):
+        policy = policy.choose(_effects_for(data, model))
+    actions, probs = _as_probs(policy, n, n_treat)
+    if actions is not None and est.is_linear:
+        table = est.table(sc)
+        rows = np.arange(n)
+        value_terms = table[rows, actions, :]
+        lift_terms = value_terms - table[:, 0, :]
+        share = np.bincount(actions, minlength=n_treat) / n
+    else:
+        if probs is None:
+            probs = np.zeros((n, n_treat))
+            probs[np.arange(n), actions] = 1.0
+        value_terms, lift_terms = est.terms(sc, probs)
+        share = probs.mean(axis=0)
+    value = value_terms.mean(axis=0)
+    lift = lift_terms.mean(axis=0)
+    value_se = value_terms.std(axis=0, ddof=1) / np.sqrt(n)
+    lift_se = lift_terms.std(axis=0, ddof=1) / np.sqrt(n)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    value_ci = np.column_stack([value - z * value_se, value + z * value_se])
+    lift_ci = np.column_stack([lift - z * lift_se, lift + z * lift_se])
+    extra: dict[str, Any] = {}
+    if n_bootstrap > 0:
+        value_ci, lift_ci = _bootstrap(value_terms, lift_terms, n_bootstrap, alpha, random_state)
+        extra["n_bootstrap"] = n_bootstrap
+    return PolicyValue(
+        outcomes=sc.spec.outcome_names,
+        value=value,
+        value_se=value_se,
+        lift=lift,
+        lift_se=lift_se,
+        value_ci=value_ci,
+        lift_ci=lift_ci,
+        share={a: float(s) for a, s in zip(sc.spec.arms, share, strict=True)},
+        estimator=est.name,
+        alpha=alpha,
+        n_units=n,
+        extra=extra,
+    )
+
+
+def _bootstrap(
+    value_terms: FloatArray, lift_terms: FloatArray, n_boot: int, alpha: float, seed: int
+) -> tuple[FloatArray, FloatArray]:
+    """Poisson-bootstrap percentile CIs of the means of the per-row terms."""
+    rng = np.random.default_rng(seed)
+    n = value_terms.shape[0]
+    both = np.concatenate([value_terms, lift_terms], axis=1)
+    chunk = max(1, min(n_boot, 2**24 // max(n, 1)))
+    draws = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        weights = rng.poisson(1.0, size=(b, n)).astype(np.float64)
+        draws.append((weights @ both) / weights.sum(axis=1, keepdims=True))
+    boot = np.concatenate(draws)
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
+    M = value_terms.shape[1]
+    return np.column_stack([lo[:M], hi[:M]]), np.column_stack([lo[M:], hi[M:]])
+
+
+def evaluate_policies(
+    policies: Any,
+    data: LoggedData,
+    model: EffectModel | None = None,
+    estimator: str = "dr",
+    *,
+    alpha: float = 0.05,
+    scores: PolicyScores | None = None,
+    tau: FloatArray | None = None,
+    chunk: int = 16,
+) -> PolicyValues:
+    """Evaluate P deterministic policies in one pass.
+
+    Parameters
+    ----------
+    policies : ndarray of shape (P, n_units) of treatment indices, ndarray of
+        shape (P, (M-1) + (K-1) M) of flat policy parameters, or list of LinearPolicy
+    data, model, estimator, alpha, scores
+        As in :func:`evaluate_policy`; ``estimator`` must be linear (dr, ips, dm).
+    tau : ndarray of shape (n_units, n_treatments, n_outcomes), optional
+        Effects that parameter vectors or policies are applied to (default: the
+        model's out-of-fold effects on its fitting data, else its predictions).
+    chunk : int
+        Policies per block; memory is about ``chunk * n_units * 8`` bytes.
+
+    Returns
+    -------
+    PolicyValues
+
+    Notes
+    -----
+    With ``H`` the estimator's (n, K, M) table and ``D = H - H[:, :1]``, a
+    policy's sums ``sum_i H[i, a_i]`` (and of squares) are, per arm k, the
+    product of the indicator ``1{a_i = k}`` with ``H[:, k]``: one matrix
+    product per block of policies instead of a gather per policy.
+    """
+    est = get_estimator(estimator)
+    if not est.is_linear:
+        raise InvalidParameterError(
+            f"evaluate_policies needs a linear estimator (dr, ips, dm); got "
+            f"{estimator!r}. Call evaluate_policy per policy for snips."
+        )
+    sc = _resolve_scores(data, model, scores)
+    n, n_treat, n_out = sc.n_units, sc.spec.n_treatments, sc.spec.n_outcomes
+    if isinstance(policies, list | tuple) or (
+        np.asarray(policies).ndim == 2
+        and np.asarray(policies).shape[1] != n
+        and np.issubdtype(np.asarray(policies).dtype, np.floating)
+    ):
+        effects = tau if tau is not None else _effects_for(data, model)
+        actions = choose_batch(sc.spec, effects, policies if isinstance(policies, list | tuple) else np.asarray(policies), chunk=chunk)
+    else:
+        actions = np.asarray(policies)
+        if actions.ndim == 1:
+            actions = actions[None, :]
+        if actions.ndim != 2 or actions.shape[1] != n:
+            raise InvalidParameterError(
+                f"'policies' as actions must have shape (P, {n}); got {actions.shape}."
+            )
+        if actions.min() < 0 or actions.max() >= n_treat:
+            raise InvalidParameterError(
+                f"'policies' actions must be in [0, {n_treat - 1}]; got values from "
+                f"{actions.min()} to {actions.max()}."
+            )
+    table = est.table(sc)
+    diff = table - table[:, :1, :]
+    # per arm: columns [H, H^2, D, D^2] -> (K, n, 4M), contiguous per arm
+    stacked = np.ascontiguousarray(
+        np.concatenate([table, table**2, diff, diff**2], axis=2).transpose(1, 0, 2)
+    )
+    P = actions.shape[0]
+    sums = np.zeros((P, 4 * n_out))
+    shares = np.zeros((P, n_treat))
+    for start in range(0, P, chunk):
+        stop = min(start + chunk, P)
+        block = actions[start:stop]
+        for k in range(n_treat):
+            indicator = (block == k).astype(np.float64)
+            shares[start:stop, k] = indicator.sum(axis=1) / n
+            sums[start:stop] += indicator @ stacked[k]
+    mean = sums / n
+    M = n_out
+    value, value_sq, lift, lift_sq = (mean[:, i * M : (i + 1) * M] for i in range(4))
+    correction = n / (n - 1)
+    value_se = np.sqrt(np.maximum(value_sq - value**2, 0) * correction / n)
+    lift_se = np.sqrt(np.maximum(lift_sq - lift**2, 0) * correction / n)
+    return PolicyValues(
+        outcomes=sc.spec.outcome_names,
+        value=value,
+        value_se=value_se,
+        lift=lift,
+        lift_se=lift_se,
+        shares=shares,
+        estimator=est.name,
+        alpha=alpha,
+    )

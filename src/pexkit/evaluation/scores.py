@@ -1,0 +1,104 @@
+"""Per-arm score tensors that every off-policy estimator reduces over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pexkit.data import LoggedData
+from pexkit.effects import EffectModel, doubly_robust_scores
+from pexkit.exceptions import InvalidDataError
+from pexkit.spec import ExperimentSpec
+
+__all__ = ["PolicyScores", "build_scores"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class PolicyScores:
+    """Everything an estimator needs, built once per (data, model).
+
+    Attributes
+    ----------
+    dr : ndarray of shape (n_units, n_treatments, n_outcomes)
+        Doubly robust scores G.
+    mu : ndarray of shape (n_units, n_treatments, n_outcomes)
+        Outcome-model predictions (out-of-fold on the fitting data).
+    treatment : ndarray of shape (n_units,)
+    propensity : ndarray of shape (n_units,)
+    outcomes : ndarray of shape (n_units, n_outcomes)
+    spec : ExperimentSpec
+    """
+
+    dr: FloatArray
+    mu: FloatArray
+    treatment: IntArray
+    propensity: FloatArray
+    outcomes: FloatArray
+    spec: ExperimentSpec
+
+    @property
+    def n_units(self) -> int:
+        """Number of rows."""
+        return int(self.treatment.shape[0])
+
+    def ips(self) -> FloatArray:
+        """``1{T_i = k} Y_i / e_i``, shape (n_units, n_treatments, n_outcomes)."""
+        n = self.n_units
+        out = np.zeros_like(self.mu)
+        out[np.arange(n), self.treatment, :] = self.outcomes / self.propensity[:, None]
+        return out
+
+    @classmethod
+    def from_arrays(
+        cls,
+        spec: ExperimentSpec,
+        mu: FloatArray,
+        treatment: IntArray,
+        propensity: FloatArray,
+        outcomes: FloatArray,
+    ) -> PolicyScores:
+        """Build scores from outcome predictions and the log's arrays."""
+        mu = np.asarray(mu, dtype=np.float64)
+        want = (treatment.shape[0], spec.n_treatments, spec.n_outcomes)
+        if mu.shape != want:
+            raise InvalidDataError(
+                f"'mu' must have shape {want} = (units, treatments, outcomes); got "
+                f"{mu.shape}."
+            )
+        dr = doubly_robust_scores(mu, treatment, propensity, outcomes)
+        return cls(dr, mu, treatment, propensity, outcomes, spec)
+
+
+def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
+    """Scores for ``data`` from ``model``'s outcome models.
+
+    On the data the model was fitted on, the cross-fitted (out-of-fold)
+    predictions are used, so no row is scored by a model that saw it; on new
+    data the fold-averaged outcome models predict.
+    """
+    if not isinstance(data, LoggedData):
+        raise InvalidDataError(
+            f"'data' must be a LoggedData; got {type(data).__name__}."
+        )
+    model._check_fitted()
+    if data.spec != model.spec_:
+        raise InvalidDataError(
+            "'data' was logged under a different spec than the model was fitted on; "
+            f"model arms {list(model.spec_.arms)} / outcomes "
+            f"{list(model.spec_.outcome_names)}, data arms {list(data.spec.arms)} / "
+            f"outcomes {list(data.spec.outcome_names)}. Fit the model on this spec."
+        )
+    if data is model.data_:
+        return PolicyScores(
+            model.scores_, model.mu_oof_, data.treatment, data.propensity,
+            data.outcomes, data.spec,
+        )
+    mu = model.predict_outcomes(data)
+    return PolicyScores.from_arrays(
+        data.spec, mu, data.treatment, data.propensity, data.outcomes
+    )

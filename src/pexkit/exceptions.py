@@ -1,0 +1,57 @@
+"""Exceptions and warnings raised by pexkit.
+
+Every error derives from one root, :class:`PexkitError`, and also from the
+matching builtin so that ``except ValueError`` keeps working::
+
+    PexkitError(Exception)
+    ├── SpecError(PexkitError, ValueError)         the experiment spec is malformed
+    ├── InvalidDataError(PexkitError, ValueError)  a logged table fails validation
+    ├── NotFittedError(PexkitError, AttributeError) a model is used before ``fit``
+    └── InvalidParameterError(PexkitError, ValueError) an argument is out of range
+
+    PexkitWarning(UserWarning)
+    └── SampleRatioMismatchWarning(PexkitWarning)  arm shares differ from the design
+
+Messages say which input was wrong, what was expected, what was found, and how
+to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidDataError",
+    "InvalidParameterError",
+    "NotFittedError",
+    "PexkitError",
+    "PexkitWarning",
+    "SampleRatioMismatchWarning",
+    "SpecError",
+]
+
+
+class PexkitError(Exception):
+    """Root of every error raised by pexkit."""
+
+
+class SpecError(PexkitError, ValueError):
+    """The experiment spec is malformed (YAML or Python form)."""
+
+
+class InvalidDataError(PexkitError, ValueError):
+    """A logged experiment table failed validation."""
+
+
+class NotFittedError(PexkitError, AttributeError):
+    """A model was used before ``fit`` was called."""
+
+
+class InvalidParameterError(PexkitError, ValueError):
+    """A function argument is outside its allowed range."""
+
+
+class PexkitWarning(UserWarning):
+    """Root of every warning emitted by pexkit."""
+
+
+class SampleRatioMismatchWarning(PexkitWarning):
+    """The arm shares in a log differ from the design's shares (p < 0.001)."""

@@ -1,0 +1,5 @@
+"""Experiment specs: treatments, outcomes and features."""
+
+from pexkit.spec.spec import ExperimentSpec, Outcome
+
+__all__ = ["ExperimentSpec", "Outcome"]

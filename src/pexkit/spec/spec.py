@@ -1,0 +1,420 @@
+"""ExperimentSpec: what an experiment's log contains and what its outcomes mean."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pexkit.exceptions import SpecError
+
+__all__ = ["ExperimentSpec", "Outcome"]
+
+Goal = Literal["maximize", "minimize"]
+_GOALS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One outcome of an experiment.
+
+    Parameters
+    ----------
+    name : str
+        Column holding the outcome.
+    goal : {"maximize", "minimize"}
+        Whether larger values are better.
+    weight : float or None
+        Weight ``w_m >= 0`` of this outcome in the default utility; ``None``
+        means 1 for the first outcome and 0 for the others.
+    """
+
+    name: str
+    goal: Goal = "maximize"
+    weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise SpecError(
+                f"outcome 'name' must be a non-empty string; got {self.name!r}. "
+                "Write each outcome as {name: COLUMN, goal: maximize}."
+            )
+        if self.goal not in _GOALS:
+            raise SpecError(
+                f"outcome {self.name!r}: 'goal' must be 'maximize' or 'minimize'; "
+                f"got {self.goal!r}. Fix the spec's goal for this outcome."
+            )
+        if self.weight is not None and not (float(self.weight) >= 0):
+            raise SpecError(
+                f"outcome {self.name!r}: 'weight' must be a number >= 0; got "
+                f"{self.weight!r}. Use goal: minimize for outcomes to reduce "
+                "instead of a negative weight."
+            )
+
+    @property
+    def sign(self) -> float:
+        """Return +1 for a maximized outcome and -1 for a minimized one."""
+        return 1.0 if self.goal == "maximize" else -1.0
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise SpecError(f"{what} must be a list of column names; got {value!r}.")
+    out = tuple(str(v) for v in value)
+    return out
+
+
+def _outcome(item: Any) -> Outcome:
+    if isinstance(item, Outcome):
+        return item
+    if isinstance(item, str):
+        return Outcome(item)
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"name", "goal", "weight"}
+        if unknown:
+            raise SpecError(
+                f"outcome {item.get('name')!r} has unknown keys {sorted(unknown)}; "
+                "expected only name, goal and weight."
+            )
+        if "name" not in item:
+            raise SpecError(
+                f"outcome {dict(item)!r} has no 'name'; write it as "
+                "{name: COLUMN, goal: maximize}."
+            )
+        weight = item.get("weight")
+        return Outcome(
+            str(item["name"]),
+            item.get("goal", "maximize"),
+            None if weight is None else float(weight),
+        )
+    raise SpecError(
+        f"an outcome must be a name or a mapping {{name, goal, weight}}; got {item!r}."
+    )
+
+
+class ExperimentSpec:
+    """The description of a randomized experiment's log.
+
+    Parameters
+    ----------
+    treatment : str or mapping
+        Column holding the logged arm, or the YAML form
+        ``{"column": ..., "arms": [...]}``.
+    arms : sequence of str, optional
+        Arm labels, control first. Required unless ``treatment`` holds them.
+    outcomes : sequence
+        Outcome names, :class:`Outcome` objects, or mappings
+        ``{"name", "goal", "weight"}``; a mapping ``{name: goal}`` also works.
+    features : mapping, optional
+        ``{"numeric": [...], "categorical": [...]}`` (the YAML form).
+    numeric, categorical : sequence of str, optional
+        Feature columns, as an alternative to ``features``.
+    unit : str or None
+        Column with unit ids; ``None`` means the row number.
+    propensity : str or None
+        Column with P(logged arm | x); ``None`` means the design's shares.
+    shares : sequence of float, optional
+        The design's share of units per arm (default uniform ``1/K``); used
+        for the sample-ratio-mismatch test and when ``propensity`` is None.
+    name : str
+        A name for the experiment.
+
+    Examples
+    --------
+    >>> spec = ExperimentSpec(treatment="arm", arms=["control", "mail"],
+    ...                       outcomes=[{"name": "visit", "goal": "maximize"}],
+    ...                       numeric=["age"])
+    >>> spec.n_treatments, spec.n_outcomes
+    (2, 1)
+    """
+
+    __slots__ = (
+        "arms",
+        "categorical",
+        "name",
+        "numeric",
+        "outcomes",
+        "propensity",
+        "shares",
+        "treatment",
+        "unit",
+    )
+
+    name: str
+    unit: str | None
+    treatment: str
+    arms: tuple[str, ...]
+    outcomes: tuple[Outcome, ...]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    propensity: str | None
+    shares: tuple[float, ...]
+
+    def __init__(
+        self,
+        *,
+        treatment: str | Mapping[str, Any],
+        outcomes: Sequence[Any] | Mapping[str, Any],
+        arms: Sequence[str] | None = None,
+        features: Mapping[str, Any] | None = None,
+        numeric: Sequence[str] | None = None,
+        categorical: Sequence[str] | None = None,
+        unit: str | None = None,
+        propensity: str | None = None,
+        shares: Sequence[float] | None = None,
+        name: str = "experiment",
+    ) -> None:
+        if isinstance(treatment, Mapping):
+            unknown = set(treatment) - {"column", "arms", "shares"}
+            if unknown:
+                raise SpecError(
+                    f"'treatment' has unknown keys {sorted(unknown)}; expected "
+                    "column, arms and optionally shares."
+                )
+            if "column" not in treatment:
+                raise SpecError(
+                    "'treatment' needs a 'column': the column holding the logged arm."
+                )
+            arms = arms if arms is not None else treatment.get("arms")
+            shares = shares if shares is not None else treatment.get("shares")
+            treatment = str(treatment["column"])
+        if not isinstance(treatment, str) or not treatment:
+            raise SpecError(
+                f"'treatment' must name the arm column; got {treatment!r}."
+            )
+        arm_names = _names(arms, "'treatment.arms'")
+        if len(arm_names) < 2:
+            raise SpecError(
+                f"'treatment.arms' must list at least 2 arms, control first; got "
+                f"{list(arm_names)}. Add the arm labels as they appear in column "
+                f"{treatment!r}."
+            )
+        if len(set(arm_names)) != len(arm_names):
+            raise SpecError(f"'treatment.arms' has duplicate labels: {list(arm_names)}.")
+
+        if isinstance(outcomes, Mapping):
+            items: list[Any] = [
+                {"name": k, "goal": v} if isinstance(v, str) else {"name": k, **v}
+                for k, v in outcomes.items()
+            ]
+        else:
+            items = list(outcomes)
+        outs = tuple(_outcome(o) for o in items)
+        if not outs:
+            raise SpecError("'outcomes' must list at least one outcome.")
+        if len({o.name for o in outs}) != len(outs):
+            raise SpecError(
+                f"'outcomes' has duplicate names: {[o.name for o in outs]}."
+            )
+
+        if features is not None:
+            unknown = set(features) - {"numeric", "categorical"}
+            if unknown:
+                raise SpecError(
+                    f"'features' has unknown keys {sorted(unknown)}; expected "
+                    "numeric and categorical."
+                )
+            numeric = numeric if numeric is not None else features.get("numeric")
+            categorical = (
+                categorical if categorical is not None else features.get("categorical")
+            )
+        num = _names(numeric, "'features.numeric'")
+        cat = _names(categorical, "'features.categorical'")
+        if not num and not cat:
+            raise SpecError(
+                "the spec lists no features; add 'features: {numeric: [...], "
+                "categorical: [...]}' with the columns the effect models may use."
+            )
+        reserved = {treatment, *(o.name for o in outs)}
+        reserved |= {c for c in (unit, propensity) if c}
+        clash = sorted(set(num + cat) & reserved)
+        if clash:
+            raise SpecError(
+                f"feature columns {clash} are also the treatment, an outcome, the "
+                "unit id or the propensity; remove them from 'features'."
+            )
+        both = sorted(set(num) & set(cat))
+        if both:
+            raise SpecError(
+                f"features {both} are listed as both numeric and categorical."
+            )
+        if shares is None:
+            share_t = tuple(1.0 / len(arm_names) for _ in arm_names)
+        else:
+            share_t = tuple(float(s) for s in shares)
+            if len(share_t) != len(arm_names) or any(s <= 0 for s in share_t):
+                raise SpecError(
+                    f"'treatment.shares' must give one positive share per arm "
+                    f"({len(arm_names)}); got {list(share_t)}."
+                )
+            total = sum(share_t)
+            share_t = tuple(s / total for s in share_t)
+
+        set_ = object.__setattr__
+        set_(self, "name", str(name))
+        set_(self, "unit", unit)
+        set_(self, "treatment", treatment)
+        set_(self, "arms", arm_names)
+        set_(self, "outcomes", outs)
+        set_(self, "numeric", num)
+        set_(self, "categorical", cat)
+        set_(self, "propensity", propensity)
+        set_(self, "shares", share_t)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(
+            f"ExperimentSpec is immutable; build a new one instead of setting {key!r}."
+        )
+
+    # ----------------------------------------------------------------- views
+    @property
+    def features(self) -> tuple[str, ...]:
+        """All feature columns, numeric first."""
+        return self.numeric + self.categorical
+
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """Outcome column names in spec order."""
+        return tuple(o.name for o in self.outcomes)
+
+    @property
+    def signs(self) -> tuple[float, ...]:
+        """Goal sign per outcome: +1 maximize, -1 minimize."""
+        return tuple(o.sign for o in self.outcomes)
+
+    @property
+    def default_weights(self) -> dict[str, float]:
+        """Weights of the default utility (spec weights, else 1 for the first)."""
+        if all(o.weight is None for o in self.outcomes):
+            return {o.name: (1.0 if i == 0 else 0.0) for i, o in enumerate(self.outcomes)}
+        return {o.name: float(o.weight or 0.0) for o in self.outcomes}
+
+    @property
+    def n_treatments(self) -> int:
+        """Number of arms, control included."""
+        return len(self.arms)
+
+    @property
+    def n_outcomes(self) -> int:
+        """Number of outcomes."""
+        return len(self.outcomes)
+
+    @property
+    def control(self) -> str:
+        """The control arm's label."""
+        return self.arms[0]
+
+    def outcome_index(self, name: str) -> int:
+        """Return the position of outcome ``name``; raise SpecError if unknown."""
+        try:
+            return self.outcome_names.index(name)
+        except ValueError:
+            raise SpecError(
+                f"unknown outcome {name!r}; the spec's outcomes are "
+                f"{list(self.outcome_names)}."
+            ) from None
+
+    def treatment_index(self, label: str) -> int:
+        """Return the position of arm ``label``; raise SpecError if unknown."""
+        try:
+            return self.arms.index(label)
+        except ValueError:
+            raise SpecError(
+                f"unknown treatment {label!r}; the spec's arms are {list(self.arms)}."
+            ) from None
+
+    # ------------------------------------------------------------ conversion
+    def to_dict(self) -> dict[str, Any]:
+        """Return the YAML form as a plain dict."""
+        outs: list[dict[str, Any]] = []
+        for o in self.outcomes:
+            d: dict[str, Any] = {"name": o.name, "goal": o.goal}
+            if o.weight is not None:
+                d["weight"] = o.weight
+            outs.append(d)
+        treatment: dict[str, Any] = {"column": self.treatment, "arms": list(self.arms)}
+        if any(abs(s - 1.0 / len(self.arms)) > 1e-12 for s in self.shares):
+            treatment["shares"] = list(self.shares)
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "treatment": treatment,
+            "outcomes": outs,
+            "features": {"numeric": list(self.numeric), "categorical": list(self.categorical)},
+            "propensity": self.propensity,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentSpec:
+        """Build a spec from its YAML form (a mapping)."""
+        if not isinstance(raw, Mapping):
+            raise SpecError(
+                f"a spec must be a mapping with treatment, outcomes and features; "
+                f"got {type(raw).__name__}."
+            )
+        allowed = {"name", "unit", "treatment", "outcomes", "features", "propensity"}
+        unknown = set(raw) - allowed
+        if unknown:
+            raise SpecError(
+                f"the spec has unknown keys {sorted(unknown)}; allowed keys are "
+                f"{sorted(allowed)}."
+            )
+        for key in ("treatment", "outcomes", "features"):
+            if key not in raw:
+                raise SpecError(
+                    f"the spec has no {key!r}; see the spec's YAML form in the README."
+                )
+        return cls(
+            name=str(raw.get("name", "experiment")),
+            unit=raw.get("unit"),
+            treatment=raw["treatment"],
+            outcomes=raw["outcomes"],
+            features=raw["features"],
+            propensity=raw.get("propensity"),
+        )
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> ExperimentSpec:
+        """Read a spec from a YAML file path (or a YAML string)."""
+        text: str
+        path = Path(source) if not (isinstance(source, str) and "\n" in source) else None
+        if path is not None:
+            if not path.exists():
+                raise SpecError(
+                    f"spec file {str(path)!r} does not exist; pass the path of a YAML spec."
+                )
+            text = path.read_text()
+        else:
+            text = str(source)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"the spec is not valid YAML: {exc}") from exc
+        return cls.from_dict(raw)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Return the YAML form, and write it to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExperimentSpec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(yaml.safe_dump(self.to_dict()))
+
+    def __repr__(self) -> str:
+        return (
+            f"ExperimentSpec(name={self.name!r}, treatment={self.treatment!r}, "
+            f"arms={list(self.arms)}, outcomes={list(self.outcome_names)}, "
+            f"numeric={list(self.numeric)}, categorical={list(self.categorical)})"
+        )

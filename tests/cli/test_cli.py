@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import pexkit as px
+from pexkit.cli.main import main
+
+
+def run(args):
+    return subprocess.run(
+        [sys.executable, "-c", "from pexkit.cli.main import main; main()", *args],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_analyze_writes_summary_and_effects(tmp_path):
+    sim = px.simulate("notifications", n_units=3000, seed=2)
+    sim.frame.to_parquet(tmp_path / "log.parquet", index=False)
+    sim.spec.to_yaml(tmp_path / "spec.yaml")
+    out = tmp_path / "out"
+    result = run([
+        "analyze", str(tmp_path / "log.parquet"), "--spec", str(tmp_path / "spec.yaml"),
+        "--out", str(out), "--folds", "2", "--json", str(tmp_path / "s.json"), "--no-progress",
+    ])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_units"] == 3000
+    assert len(summary["ate"]) == 6
+    assert set(summary["policies"]) == {"all control", "all light", "all heavy", "utility"}
+    heavy = summary["policies"]["all heavy"]["outcomes"]["engagement"]
+    assert heavy["lift_ci_low"] < heavy["lift"] < heavy["lift_ci_high"]
+    assert summary["sample_ratio_test"]["mismatch"] is False
+    effects = pd.read_parquet(out / "effects.parquet")
+    assert len(effects) == 3000
+    assert "tau[heavy][engagement]" in effects.columns
+    assert json.loads((tmp_path / "s.json").read_text()) == summary
+    assert "Average effects vs control" in result.stdout
+
+
+def test_bad_input_exits_2_with_message(tmp_path):
+    sim = px.simulate("notifications", n_units=300, seed=2)
+    sim.frame.drop(columns=["revenue"]).to_csv(tmp_path / "log.csv", index=False)
+    sim.spec.to_yaml(tmp_path / "spec.yaml")
+    result = run(["analyze", str(tmp_path / "log.csv"), "--spec", str(tmp_path / "spec.yaml")])
+    assert result.returncode == 2
+    assert "['revenue'] are missing" in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    result = run(["analyze", str(tmp_path / "log.csv"), "--spec", str(tmp_path / "nope.yaml")])
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_simulate_and_help(tmp_path, capsys):
+    main(["simulate", "--out", str(tmp_path / "sim.csv"), "--n", "500"])
+    frame = pd.read_csv(tmp_path / "sim.csv")
+    assert len(frame) == 500
+    spec = px.ExperimentSpec.from_yaml(tmp_path / "sim.yaml")
+    assert spec.arms == ("control", "light", "heavy")
+    main(["--help"])
+    assert "analyze" in capsys.readouterr().out
+    result = run(["analyze", "--help"])
+    assert result.returncode == 0 and "--spec" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs(tmp_path):
+    result = run(["demo", "--n", "4000", "--out", str(tmp_path / "demo"), "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert "oracle_utility_lift" in summary and "retention_90d" in summary["oracle_utility_lift"]
