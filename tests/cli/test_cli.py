@@ -53,12 +53,15 @@ def test_bad_input_exits_2_with_message(tmp_path):
 
 
 def test_simulate_and_help(tmp_path, capsys):
-    main(["simulate", "--out", str(tmp_path / "sim.csv"), "--n", "500"])
+    with pytest.raises(SystemExit):
+        main(["simulate", "--out", str(tmp_path / "sim.csv"), "--n", "500"])
     frame = pd.read_csv(tmp_path / "sim.csv")
     assert len(frame) == 500
     spec = px.ExperimentSpec.from_yaml(tmp_path / "sim.yaml")
     assert spec.arms == ("control", "light", "heavy")
-    main(["--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
     assert "analyze" in capsys.readouterr().out
     result = run(["analyze", "--help"])
     assert result.returncode == 0 and "--spec" in result.stdout

@@ -45,7 +45,6 @@ def test_ihdp_ate_and_pehe(shared_data, replication, record_property):
     pehe = ihdp.pehe(tau)
     ate = model.ate().iloc[0]
     record_property("pehe", pehe)
-    print(f"IHDP {replication}: PEHE {pehe:.3f}, ATE {ate.estimate:.3f} (true {ihdp.true_ate:.3f})")
     assert abs(ate.estimate - ihdp.true_ate) < 1.0
     # PEHE of a constant-ATE guess is the sd of the true CATE; heterogeneity must be learned
     assert pehe < np.std(ihdp.true_cate)

@@ -15,6 +15,7 @@ from rich.table import Table
 from pexkit.analysis import AnalysisResult, analyze
 from pexkit.data import LoggedData
 from pexkit.exceptions import PexkitError, PexkitWarning
+from pexkit.policy import LinearPolicy
 from pexkit.simulate import SCENARIOS, simulate
 from pexkit.spec import ExperimentSpec
 
@@ -50,11 +51,11 @@ def _print_result(result: AnalysisResult) -> None:
         (r["treatment"], r["outcome"]): r["learner"]
         for r in result.model.selection_.to_dict(orient="records")
     }
-    for row in result.ate.itertuples():
+    for row in result.ate.to_dict(orient="records"):
         table.add_row(
-            str(row.treatment), str(row.outcome), _fmt(float(row.estimate)),
-            f"[{_fmt(float(row.ci_low))}, {_fmt(float(row.ci_high))}]",
-            chosen[(row.treatment, row.outcome)],
+            str(row["treatment"]), str(row["outcome"]), _fmt(row["estimate"]),
+            f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
+            chosen[(row["treatment"], row["outcome"])],
         )
     console.print(table)
     ptable = Table(title="Policies: DR lift vs all-control (95% CI)")
@@ -148,25 +149,23 @@ def demo_cmd(
     data = LoggedData.from_path(out / "log.csv", spec)
     result = analyze(data, out=out, progress=progress, random_state=seed)
     _print_result(result)
-    actions = result.policies  # noqa: F841  (names kept for the table below)
-    from pexkit.policy import LinearPolicy
-
     utility = LinearPolicy(spec).choose(result.model.effects_)
     oracle = sim.oracle_value(utility)
     table = Table(title="Utility policy: estimated (DR) vs true lift (oracle)")
     for col in ("outcome", "DR lift", "95% CI", "true lift"):
         table.add_column(col)
     est = result.policies["utility"]
+    lifts = {str(k): float(v) for k, v in oracle["lift"].items()}
     for m, name in enumerate(spec.outcome_names):
         table.add_row(
             name, _fmt(est.lift[m]), f"[{_fmt(est.lift_ci[m, 0])}, {_fmt(est.lift_ci[m, 1])}]",
-            _fmt(float(oracle.loc[name, "lift"])),
+            _fmt(lifts[name]),
         )
-    table.add_row("retention_90d (long-term)", "-", "-", _fmt(float(oracle.loc["retention_90d", "lift"])))
+    table.add_row("retention_90d (long-term)", "-", "-", _fmt(lifts["retention_90d"]))
     console.print(table)
     summary: dict[str, Any] = {
         **result.summary,
-        "oracle_utility_lift": oracle["lift"].to_dict(),
+        "oracle_utility_lift": lifts,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     if json_path is not None:
@@ -178,22 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning pexkit errors into a clear message and exit 2."""
     warnings.simplefilter("default", PexkitWarning)
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="pexkit")
     except PexkitError as exc:
-        err.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {exc}")
+        err.print(f"[bold red]error:[/bold red] {type(exc).__name__}: {exc}", markup=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

@@ -354,7 +354,7 @@ class LoggedData:
                 row,
                 "Add the label to treatment.arms in the spec, or drop those rows.",
             )
-        treatment = codes.to_numpy(dtype=np.int64)
+        treatment: IntArray = np.asarray(codes.to_numpy(), dtype=np.int64)
         counts = np.bincount(treatment, minlength=spec.n_treatments)
         for k, c in enumerate(counts):
             if c < min_rows_per_arm:

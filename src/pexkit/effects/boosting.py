@@ -151,10 +151,10 @@ def make_base_learner(
     base: str, params: dict[str, Any] | None = None, n_jobs: int = 0
 ) -> LightGBMLearner | XGBoostLearner:
     """Return a fresh base learner by name ('lightgbm' or 'xgboost')."""
-    try:
-        cls = BASE_LEARNERS[base]
-    except KeyError:
-        raise InvalidParameterError(
-            f"'base' must be one of {sorted(BASE_LEARNERS)}; got {base!r}."
-        ) from None
-    return cls(params, n_jobs)
+    if base == "lightgbm":
+        return LightGBMLearner(params, n_jobs)
+    if base == "xgboost":
+        return XGBoostLearner(params, n_jobs)
+    raise InvalidParameterError(
+        f"'base' must be one of {sorted(BASE_LEARNERS)}; got {base!r}."
+    )

@@ -307,7 +307,7 @@ class EffectModel:
             X0 = X[rows0]
             for k in range(1, n_treat):
                 g = self._x_weight(k)
-                rows1 = np.flatnonzero((folds != f) & (T == k))
+                rows1 = np.flatnonzero((folds != f) & (k == T))
                 X1 = X[rows1]
                 for m in range(n_out):
                     s = seed + 211 * f + 17 * k + m

@@ -8,7 +8,7 @@ CI). Lift vs all-control uses the difference of the policy's and control's terms
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -25,9 +25,17 @@ FloatArray = NDArray[np.float64]
 class OffPolicyEstimator(Protocol):
     """Computes a policy's per-row value terms from scores."""
 
-    name: str
-    uses_outcome_model: bool
-    is_linear: bool
+    @property
+    def name(self) -> str:
+        """Registry name."""
+
+    @property
+    def uses_outcome_model(self) -> bool:
+        """Whether the estimator needs outcome-model predictions."""
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the value is a mean of ``sum_k p_ik H[i,k,:]`` (batchable)."""
 
     def terms(self, scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Return ``(value_terms, lift_terms)``, each of shape (n_units, n_outcomes)."""
@@ -37,7 +45,8 @@ class OffPolicyEstimator(Protocol):
 
 
 def _expect(table: FloatArray, probs: FloatArray) -> FloatArray:
-    return np.einsum("nk,nkm->nm", probs, table)
+    out: FloatArray = np.einsum("nk,nkm->nm", probs, table)
+    return out
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class _LinearEstimator:
     name: str
     uses_outcome_model: bool
 
-    is_linear = True
+    is_linear: bool = field(default=True, init=False)
 
     def table(self, scores: PolicyScores) -> FloatArray:
         if self.name == "dr":
@@ -65,7 +74,7 @@ class _SelfNormalizedIPS:
     name: str = "snips"
     uses_outcome_model: bool = False
 
-    is_linear = False
+    is_linear: bool = field(default=False, init=False)
 
     def table(self, scores: PolicyScores) -> FloatArray:
         raise InvalidParameterError(
@@ -86,7 +95,8 @@ class _SelfNormalizedIPS:
                 )
             value = (weights[:, None] * y).sum(axis=0) / weights.sum()
             # value + influence function, so that mean = value and sd/sqrt(n) = se
-            return value[None, :] + weights[:, None] * (y - value[None, :]) / mean_w
+            out: FloatArray = value[None, :] + weights[:, None] * (y - value[None, :]) / mean_w
+            return out
 
         w_pi = probs[rows, scores.treatment] / scores.propensity
         w_0 = (scores.treatment == 0) / scores.propensity

@@ -72,22 +72,31 @@ class PolicyValue:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict keyed by outcome."""
-        frame = self.to_frame()
+        records = self.to_frame().to_dict(orient="index")
         return {
             "estimator": self.estimator,
             "alpha": self.alpha,
             "share": self.share,
             "outcomes": {
-                name: {k: float(v) for k, v in row.items()}
-                for name, row in frame.iterrows()
+                str(name): {str(k): float(v) for k, v in row.items()}
+                for name, row in records.items()
             },
         }
 
     def __getitem__(self, outcome: str) -> dict[str, float]:
-        frame = self.to_frame()
-        if outcome not in frame.index:
+        if outcome not in self.outcomes:
             raise KeyError(f"unknown outcome {outcome!r}; have {list(self.outcomes)}")
-        return {k: float(v) for k, v in frame.loc[outcome].items()}
+        m = self.outcomes.index(outcome)
+        return {
+            "value": float(self.value[m]),
+            "value_se": float(self.value_se[m]),
+            "value_ci_low": float(self.value_ci[m, 0]),
+            "value_ci_high": float(self.value_ci[m, 1]),
+            "lift": float(self.lift[m]),
+            "lift_se": float(self.lift_se[m]),
+            "lift_ci_low": float(self.lift_ci[m, 0]),
+            "lift_ci_high": float(self.lift_ci[m, 1]),
+        }
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ class LinearPolicy:
 
     def signed_weights(self) -> FloatArray:
         """Return ``w_m s_m`` per outcome."""
-        return self.weight_vector * np.asarray(self.spec.signs)
+        out: FloatArray = self.weight_vector * np.asarray(self.spec.signs)
+        return out
 
     # ----------------------------------------------------- parameter vector
     def to_vector(self) -> FloatArray:
@@ -198,7 +199,8 @@ class LinearPolicy:
         """Utility of each treatment, shape (n_units, n_treatments)."""
         tau = _check_tau(self.spec, tau)
         sw = self.signed_weights()
-        return np.asarray(tau @ sw + (self.bias_matrix @ sw)[None, :], dtype=np.float64)
+        util: FloatArray = tau @ sw + (self.bias_matrix @ sw)[None, :]
+        return util
 
     def choose(self, tau: FloatArray) -> IntArray:
         """Treatment index per unit.
@@ -212,7 +214,8 @@ class LinearPolicy:
         -------
         ndarray of shape (n_units,)
         """
-        return np.argmax(self.utilities(tau), axis=1).astype(np.int64)
+        actions: IntArray = np.argmax(self.utilities(tau), axis=1).astype(np.int64)
+        return actions
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{"weights": ..., "biases": ...}``."""
