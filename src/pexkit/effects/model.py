@@ -19,7 +19,7 @@ from scipy import stats
 
 from pexkit._progress import progress_bar
 from pexkit.data import FeatureEncoder, LoggedData
-from pexkit.effects.boosting import make_base_learner
+from pexkit.effects.boosting import fit_many, make_base_learner, predict_many
 from pexkit.effects.nuisance import (
     doubly_robust_scores,
     fit_outcome_models,
@@ -258,33 +258,48 @@ class EffectModel:
             if self.n_folds >= 3
             else None
         )
-        oof = np.zeros((data.n_units, n_treat, n_out))
-        models: list[list[list[Any]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
+        trains = [np.flatnonzero(folds != f) for f in range(self.n_folds)]
+        # targets for every chain: predictions of the excluding outcome models
+        keys: list[tuple[int, int, int, int]] = []
         for f in range(self.n_folds):
-            train = np.flatnonzero(folds != f)
-            held = np.flatnonzero(folds == f)
-            mu_train = np.zeros((train.shape[0], n_treat, n_out))
             for g in range(self.n_folds):
-                if g == f:
-                    continue
-                pos = np.flatnonzero(folds[train] == g)
-                Xg = X[train[pos]]
-                source = (
-                    pairs[(min(f, g), max(f, g))] if pairs is not None
-                    else self.outcome_models_[f]
-                )
-                for k in range(n_treat):
-                    for m in range(n_out):
-                        mu_train[pos, k, m] = base.predict(source[k][m], Xg)
-            scores = doubly_robust_scores(mu_train, T[train], e[train], Y[train])
+                if g != f:
+                    keys.extend((f, g, k, m) for k in range(n_treat) for m in range(n_out))
+        rows_of = {g: np.flatnonzero(folds == g) for g in range(self.n_folds)}
+        X_of = {g: X[rows] for g, rows in rows_of.items()}
+
+        def source(f: int, g: int) -> list[list[Any]]:
+            if pairs is not None:
+                return pairs[(min(f, g), max(f, g))]
+            return self.outcome_models_[f]
+
+        preds = predict_many(
+            base, [(source(f, g)[k][m], X_of[g]) for f, g, k, m in keys]
+        )
+        mu_train = [np.zeros((trains[f].shape[0], n_treat, n_out)) for f in range(self.n_folds)]
+        for (f, g, k, m), pred in zip(keys, preds, strict=True):
+            pos = np.flatnonzero(folds[trains[f]] == g)
+            mu_train[f][pos, k, m] = pred
+        tasks = []
+        stage_keys = []
+        for f in range(self.n_folds):
+            train = trains[f]
+            scores = doubly_robust_scores(mu_train[f], T[train], e[train], Y[train])
             pseudo = scores - scores[:, :1, :]
-            X_held = X[held]
             for k in range(1, n_treat):
                 for m in range(n_out):
-                    model = base.fit(train, pseudo[:, k, m], seed + 101 * f + 13 * k + m)
-                    oof[held, k, m] = base.predict(model, X_held)
-                    models[k][m].append(model)
-                    bar.advance()
+                    tasks.append((train, pseudo[:, k, m].copy(), seed + 101 * f + 13 * k + m))
+                    stage_keys.append((f, k, m))
+        del mu_train
+        fitted = fit_many(base, tasks, bar.advance)
+        oof = np.zeros((data.n_units, n_treat, n_out))
+        models: list[list[list[Any]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
+        held_preds = predict_many(
+            base, [(model, X_of[f]) for (f, _, _), model in zip(stage_keys, fitted, strict=True)]
+        )
+        for (f, k, m), model, pred in zip(stage_keys, fitted, held_preds, strict=True):
+            oof[rows_of[f], k, m] = pred
+            models[k][m].append(model)
         return oof, models
 
     def _fit_x(
@@ -293,35 +308,45 @@ class EffectModel:
     ) -> tuple[FloatArray, list[list[list[tuple[Any, Any]]]]]:
         n, n_treat, n_out = mu.shape
         T, Y = data.treatment, data.outcomes
+        # Imputed effects use fold f's own outcome models (trained without fold f,
+        # each on the other arm's rows only), so nothing in this chain has seen
+        # fold f: its out-of-fold effects are honest for policy evaluation.
+        arm_rows = {
+            (f, k): np.flatnonzero((folds != f) & (k == T))
+            for f in range(self.n_folds)
+            for k in range(n_treat)
+        }
+        keys = [
+            (f, k, m)
+            for f in range(self.n_folds)
+            for k in range(1, n_treat)
+            for m in range(n_out)
+        ]
+        chain = self.outcome_models_
+        mu0_at_k = predict_many(base, [(chain[f][0][m], X[arm_rows[(f, k)]]) for f, k, m in keys])
+        muk_at_0 = predict_many(base, [(chain[f][k][m], X[arm_rows[(f, 0)]]) for f, k, m in keys])
+        tasks = []
+        for (f, k, m), mu0, muk in zip(keys, mu0_at_k, muk_at_0, strict=True):
+            s = seed + 211 * f + 17 * k + m
+            rows1, rows0 = arm_rows[(f, k)], arm_rows[(f, 0)]
+            tasks.append((rows1, Y[rows1, m] - mu0, s))
+            tasks.append((rows0, muk - Y[rows0, m], s + 1))
+        fitted = fit_many(base, tasks, bar.advance)
+        held = {f: np.flatnonzero(folds == f) for f in range(self.n_folds)}
+        preds = predict_many(
+            base,
+            [(model, X[held[keys[i // 2][0]]]) for i, model in enumerate(fitted)],
+        )
         oof = np.zeros_like(mu)
         models: list[list[list[tuple[Any, Any]]]] = [
             [[] for _ in range(n_out)] for _ in range(n_treat)
         ]
-        for f in range(self.n_folds):
-            held = np.flatnonzero(folds == f)
-            # Imputed effects use fold f's own outcome models (trained without fold
-            # f, each on the other arm's rows only), so nothing in this chain has
-            # seen fold f: its out-of-fold effects are honest for policy evaluation.
-            chain = self.outcome_models_[f]
-            rows0 = np.flatnonzero((folds != f) & (T == 0))
-            X0 = X[rows0]
-            for k in range(1, n_treat):
-                g = self._x_weight(k)
-                rows1 = np.flatnonzero((folds != f) & (k == T))
-                X1 = X[rows1]
-                for m in range(n_out):
-                    s = seed + 211 * f + 17 * k + m
-                    mu0_at_1 = base.predict(chain[0][m], X1)
-                    muk_at_0 = base.predict(chain[k][m], X0)
-                    tau1 = base.fit(rows1, Y[rows1, m] - mu0_at_1, s)
-                    bar.advance()
-                    tau0 = base.fit(rows0, muk_at_0 - Y[rows0, m], s + 1)
-                    bar.advance()
-                    Xh = X[held]
-                    oof[held, k, m] = g * base.predict(tau0, Xh) + (1 - g) * base.predict(
-                        tau1, Xh
-                    )
-                    models[k][m].append((tau0, tau1))
+        for i, (f, k, m) in enumerate(keys):
+            tau1, tau0 = fitted[2 * i], fitted[2 * i + 1]
+            pred1, pred0 = preds[2 * i], preds[2 * i + 1]
+            g = self._x_weight(k)
+            oof[held[f], k, m] = g * pred0 + (1 - g) * pred1
+            models[k][m].append((tau0, tau1))
         return oof, models
 
     def _x_weight(self, k: int) -> float:
@@ -337,20 +362,27 @@ class EffectModel:
         X_aug = np.column_stack([X, data.treatment.astype(np.float64)])
         cats = [*data.encoder.categorical_indices, X.shape[1]]
         s_base.bind(X_aug, cats)
+        keys = [(f, m) for f in range(self.n_folds) for m in range(n_out)]
+        tasks = []
+        for f, m in keys:
+            train = np.flatnonzero(folds != f)
+            tasks.append((train, data.outcomes[train, m], seed + 307 * f + m))
+        fitted = fit_many(s_base, tasks, bar.advance)
+        held = {f: np.flatnonzero(folds == f) for f in range(self.n_folds)}
+        X_arm = {
+            (f, k): _with_arm(X[held[f]], k) for f in range(self.n_folds) for k in range(n_treat)
+        }
+        pred_keys = [(i, k) for i in range(len(keys)) for k in range(n_treat)]
+        preds = predict_many(
+            s_base, [(fitted[i], X_arm[(keys[i][0], k)]) for i, k in pred_keys]
+        )
+        by_key = dict(zip(pred_keys, preds, strict=True))
         oof = np.zeros((data.n_units, n_treat, n_out))
         models: list[list[Any]] = [[] for _ in range(n_out)]
-        for f in range(self.n_folds):
-            train = np.flatnonzero(folds != f)
-            held = np.flatnonzero(folds == f)
-            for m in range(n_out):
-                model = s_base.fit(train, data.outcomes[train, m], seed + 307 * f + m)
-                preds = [
-                    s_base.predict(model, _with_arm(X[held], k)) for k in range(n_treat)
-                ]
-                for k in range(1, n_treat):
-                    oof[held, k, m] = preds[k] - preds[0]
-                models[m].append(model)
-                bar.advance()
+        for i, (f, m) in enumerate(keys):
+            for k in range(1, n_treat):
+                oof[held[f], k, m] = by_key[(i, k)] - by_key[(i, 0)]
+            models[m].append(fitted[i])
         return oof, (s_base, models)
 
     # -------------------------------------------------------------- predict
@@ -382,11 +414,13 @@ class EffectModel:
 
     def _mu(self, Xm: FloatArray) -> FloatArray:
         n_treat, n_out = self.spec_.n_treatments, self.spec_.n_outcomes
+        keys = [(k, m) for k in range(n_treat) for m in range(n_out)]
+        tasks = [(fold[k][m], Xm) for fold in self.outcome_models_ for k, m in keys]
+        preds = predict_many(self._base, tasks)
         mu = np.zeros((Xm.shape[0], n_treat, n_out))
-        for fold_models in self.outcome_models_:
-            for k in range(n_treat):
-                for m in range(n_out):
-                    mu[:, k, m] += self._base.predict(fold_models[k][m], Xm)
+        for i, pred in enumerate(preds):
+            k, m = keys[i % len(keys)]
+            mu[:, k, m] += pred
         return mu / len(self.outcome_models_)
 
     def predict(self, X: Any) -> FloatArray:
@@ -406,41 +440,40 @@ class EffectModel:
         Xm = self._matrix(X)
         n_treat, n_out = self.spec_.n_treatments, self.spec_.n_outcomes
         tau = np.zeros((Xm.shape[0], n_treat, n_out))
-        mu: FloatArray | None = None
-        s_cache: dict[int, list[FloatArray]] = {}
-        for k in range(1, n_treat):
-            for m in range(n_out):
-                name = self.chosen_[k, m]
-                if name == "t":
-                    if mu is None:
-                        mu = self._mu(Xm)
-                    tau[:, k, m] = mu[:, k, m] - mu[:, 0, m]
-                elif name == "dr":
-                    fold_models = self.learners_fitted_["dr"][k][m]
-                    tau[:, k, m] = np.mean(
-                        [self._base.predict(md, Xm) for md in fold_models], axis=0
-                    )
-                elif name == "x":
-                    g = self._x_weight(k)
-                    tau[:, k, m] = np.mean(
-                        [
-                            g * self._base.predict(t0, Xm)
-                            + (1 - g) * self._base.predict(t1, Xm)
-                            for t0, t1 in self.learners_fitted_["x"][k][m]
-                        ],
-                        axis=0,
-                    )
-                else:
-                    s_base, models = self.learners_fitted_["s"]
-                    if m not in s_cache:
-                        s_cache[m] = [
-                            np.mean(
-                                [s_base.predict(md, _with_arm(Xm, j)) for md in models[m]],
-                                axis=0,
-                            )
-                            for j in range(n_treat)
-                        ]
-                    tau[:, k, m] = s_cache[m][k] - s_cache[m][0]
+        cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
+        chosen = {cell: self.chosen_[cell] for cell in cells}
+        if "t" in chosen.values():
+            mu = self._mu(Xm)
+            for cell in cells:
+                if chosen[cell] == "t":
+                    tau[:, cell[0], cell[1]] = mu[:, cell[0], cell[1]] - mu[:, 0, cell[1]]
+        # one parallel batch for the DR and X second stages
+        tasks: list[tuple[Any, FloatArray]] = []
+        owners: list[tuple[int, int, float]] = []
+        for k, m in cells:
+            if chosen[(k, m)] == "dr":
+                for md in self.learners_fitted_["dr"][k][m]:
+                    tasks.append((md, Xm))
+                    owners.append((k, m, 1.0))
+            elif chosen[(k, m)] == "x":
+                g = self._x_weight(k)
+                for t0, t1 in self.learners_fitted_["x"][k][m]:
+                    tasks.extend([(t0, Xm), (t1, Xm)])
+                    owners.extend([(k, m, g), (k, m, 1 - g)])
+        for (k, m, weight), pred in zip(owners, predict_many(self._base, tasks), strict=True):
+            tau[:, k, m] += weight * pred / self.n_folds
+        s_cells = [cell for cell in cells if chosen[cell] == "s"]
+        if s_cells:
+            s_base, models = self.learners_fitted_["s"]
+            outs = sorted({m for _, m in s_cells})
+            X_arm = [_with_arm(Xm, j) for j in range(n_treat)]
+            keys = [(m, j, f) for m in outs for j in range(n_treat) for f in range(self.n_folds)]
+            preds = predict_many(s_base, [(models[m][f], X_arm[j]) for m, j, f in keys])
+            mean = np.zeros((n_treat, len(outs), Xm.shape[0]))
+            for (m, j, _), pred in zip(keys, preds, strict=True):
+                mean[j, outs.index(m)] += pred / self.n_folds
+            for k, m in s_cells:
+                tau[:, k, m] = mean[k, outs.index(m)] - mean[0, outs.index(m)]
         return tau
 
     # ------------------------------------------------------------------ ATE

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pexkit._progress import progress_bar
+from pexkit.effects.boosting import fit_many, predict_many
 
 __all__ = [
     "CrossFittedOutcomes",
@@ -83,24 +84,29 @@ def fit_outcome_models(
     """Fit mu_{k,m} by K-fold cross-fitting: one model per (fold, arm, outcome)."""
     n_folds = int(folds.max()) + 1
     n, n_outcomes = outcomes.shape
+    keys = [
+        (f, k, m)
+        for f in range(n_folds)
+        for k in range(n_treatments)
+        for m in range(n_outcomes)
+    ]
+    tasks = []
+    for f, k, m in keys:
+        rows = np.flatnonzero((folds != f) & (treatment == k))
+        tasks.append((rows, outcomes[rows, m], seed + 7919 * f + 31 * k + m))
+    with progress_bar(len(tasks), "outcome models", progress) as bar:
+        fitted = fit_many(learner, tasks, bar.advance)
+    models: list[list[list[Any]]] = [
+        [[None] * n_outcomes for _ in range(n_treatments)] for _ in range(n_folds)
+    ]
+    for (f, k, m), model in zip(keys, fitted, strict=True):
+        models[f][k][m] = model
     mu = np.zeros((n, n_treatments, n_outcomes))
-    models: list[list[list[Any]]] = []
-    total = n_folds * n_treatments * n_outcomes
-    with progress_bar(total, "outcome models", progress) as bar:
-        for f in range(n_folds):
-            held = np.flatnonzero(folds == f)
-            X_held = X[held]
-            per_arm: list[list[Any]] = []
-            for k in range(n_treatments):
-                rows = np.flatnonzero((folds != f) & (treatment == k))
-                per_outcome = []
-                for m in range(n_outcomes):
-                    model = learner.fit(rows, outcomes[rows, m], seed + 7919 * f + 31 * k + m)
-                    mu[held, k, m] = learner.predict(model, X_held)
-                    per_outcome.append(model)
-                    bar.advance()
-                per_arm.append(per_outcome)
-            models.append(per_arm)
+    held = [np.flatnonzero(folds == f) for f in range(n_folds)]
+    X_held = [X[rows] for rows in held]
+    preds = predict_many(learner, [(models[f][k][m], X_held[f]) for f, k, m in keys])
+    for (f, k, m), pred in zip(keys, preds, strict=True):
+        mu[held[f], k, m] = pred
     return CrossFittedOutcomes(mu, folds, models)
 
 
@@ -121,18 +127,22 @@ def fit_pair_models(
     """
     n_folds = int(folds.max()) + 1
     n_outcomes = outcomes.shape[1]
+    keys = [
+        (f, g, k, m)
+        for f in range(n_folds)
+        for g in range(f + 1, n_folds)
+        for k in range(n_treatments)
+        for m in range(n_outcomes)
+    ]
+    tasks = []
+    for f, g, k, m in keys:
+        rows = np.flatnonzero((folds != f) & (folds != g) & (treatment == k))
+        tasks.append((rows, outcomes[rows, m], seed + 104729 + 7919 * f + 613 * g + 31 * k + m))
+    fitted = fit_many(learner, tasks, bar.advance)
     pairs: dict[tuple[int, int], list[list[Any]]] = {}
-    for f in range(n_folds):
-        for g in range(f + 1, n_folds):
-            keep = (folds != f) & (folds != g)
-            per_arm: list[list[Any]] = []
-            for k in range(n_treatments):
-                rows = np.flatnonzero(keep & (treatment == k))
-                per_outcome = []
-                for m in range(n_outcomes):
-                    s = seed + 104729 + 7919 * f + 613 * g + 31 * k + m
-                    per_outcome.append(learner.fit(rows, outcomes[rows, m], s))
-                    bar.advance()
-                per_arm.append(per_outcome)
-            pairs[(f, g)] = per_arm
+    for (f, g, k, m), model in zip(keys, fitted, strict=True):
+        per_arm = pairs.setdefault(
+            (f, g), [[None] * n_outcomes for _ in range(n_treatments)]
+        )
+        per_arm[k][m] = model
     return pairs
