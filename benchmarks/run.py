@@ -85,7 +85,7 @@ def run_ope(sim: px.Simulation, model: px.EffectModel, n_policies: int) -> dict[
     data = sim.data
     scores = px.build_scores(data, model)
     spec = data.spec
-    policy = px.LinearPolicy(spec, weights={o: 1.0 for o in spec.outcome_names})
+    policy = px.LinearPolicy(spec, weights=dict.fromkeys(spec.outcome_names, 1.0))
     actions = policy.choose(model.effects_)
     times = []
     for _ in range(30):

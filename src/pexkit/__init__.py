@@ -26,6 +26,14 @@ from pexkit.exceptions import (
     SampleRatioMismatchWarning,
     SpecError,
 )
+from pexkit.optimize import (
+    Guardrail,
+    ParetoFront,
+    hypervolume,
+    is_non_dominated,
+    load_policies,
+    optimize_policies,
+)
 from pexkit.policy import LinearPolicy, choose_batch
 from pexkit.simulate import Simulation, simulate
 from pexkit.spec import ExperimentSpec, Outcome
@@ -35,12 +43,14 @@ __version__ = "0.1.0"
 __all__ = [
     "EffectModel",
     "ExperimentSpec",
+    "Guardrail",
     "InvalidDataError",
     "InvalidParameterError",
     "LinearPolicy",
     "LoggedData",
     "NotFittedError",
     "Outcome",
+    "ParetoFront",
     "PexkitError",
     "PexkitWarning",
     "PolicyScores",
@@ -55,7 +65,11 @@ __all__ = [
     "evaluate_policies",
     "evaluate_policy",
     "hillstrom_spec",
+    "hypervolume",
+    "is_non_dominated",
     "load_hillstrom",
     "load_ihdp",
+    "load_policies",
+    "optimize_policies",
     "simulate",
 ]

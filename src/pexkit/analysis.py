@@ -18,6 +18,7 @@ import pandas as pd
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import PolicyValue, build_scores, evaluate_policy
+from pexkit.optimize import Guardrail, ParetoFront, optimize_policies
 from pexkit.policy import LinearPolicy
 
 __all__ = ["AnalysisResult", "analyze"]
@@ -32,6 +33,8 @@ class AnalysisResult:
     ate: pd.DataFrame
     policies: dict[str, PolicyValue]
     summary: dict[str, Any]
+    front: ParetoFront | None = None
+    candidates: ParetoFront | None = None
 
 
 def effect_columns(data: LoggedData) -> list[str]:
@@ -50,6 +53,12 @@ def analyze(
     weights: dict[str, float] | None = None,
     out: str | Path | None = None,
     progress: bool | None = None,
+    optimize: bool = True,
+    method: str = "sobol",
+    budget: int = 2000,
+    n_candidates: int = 4,
+    biases: bool = True,
+    guardrails: tuple[Guardrail, ...] = (),
 ) -> AnalysisResult:
     """Fit effects and evaluate the baseline and utility policies.
 
@@ -61,9 +70,16 @@ def analyze(
     weights : dict, optional
         Utility weights per outcome (default: the spec's).
     out : path, optional
-        Folder for ``summary.json`` and ``effects.parquet``.
+        Folder for ``summary.json``, ``effects.parquet``, ``policies.json`` and
+        ``report.html``.
     progress : bool or None
         Show progress bars.
+    optimize : bool
+        Search the policy space for a Pareto front (and write the report).
+    method, budget, biases, guardrails
+        Passed to :func:`pexkit.optimize_policies`.
+    n_candidates : int
+        Policies picked from the front for the online test.
     """
     spec = data.spec
     started = time.perf_counter()
@@ -95,6 +111,24 @@ def analyze(
         "utility_weights": utility.weights,
         "policies": {name: value.to_dict() for name, value in policies.items()},
     }
+    front = candidates = None
+    if optimize:
+        front = optimize_policies(
+            model, data, method=method, budget=budget, biases=biases,
+            guardrails=guardrails, random_state=random_state, progress=progress,
+        )
+        n_on = int(front.on_front.sum())
+        candidates = front.select(min(n_candidates, n_on), include_single=False) if n_on else None
+        if candidates is not None:
+            front.mark_candidates(candidates)
+        summary["front"] = {
+            "method": method,
+            "budget": budget,
+            "hypervolume": front.hypervolume(),
+            "n_on_front": n_on,
+            "candidates": list(candidates.labels) if candidates is not None else [],
+            "seconds": front.meta["seconds"],
+        }
     if out is not None:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,4 +140,9 @@ def analyze(
         effects.insert(1, "treatment", np.asarray(spec.arms)[data.treatment])
         effects.to_parquet(out_dir / "effects.parquet", index=False)
         spec.to_yaml(out_dir / "spec.yaml")
-    return AnalysisResult(data, model, ate, policies, summary)
+        if front is not None:
+            from pexkit.report import write_report
+
+            front.save(out_dir / "policies.json")
+            write_report(out_dir / "report.html", data, model, front, candidates)
+    return AnalysisResult(data, model, ate, policies, summary, front, candidates)

@@ -59,11 +59,16 @@ def test_learner_contract(small, learner, base):
     assert len(sel) == (K - 1) * M
 
 
-def test_auto_picks_the_smallest_loss(small):
+def test_auto_picks_the_cell_best_or_the_overall_best(small):
     model = px.EffectModel(n_folds=2, base_params=FAST).fit(small.data)
-    losses = model.selection_[[f"loss_{name}" for name in LEARNERS]].to_numpy()
-    chosen = model.selection_.learner.to_numpy()
-    assert (np.array(LEARNERS)[losses.argmin(axis=1)] == chosen).all()
+    sel = model.selection_
+    losses = sel[[f"loss_{name}" for name in LEARNERS]].to_numpy()
+    best = np.array(LEARNERS)[losses.argmin(axis=1)]
+    assert (sel.best_in_cell.to_numpy() == best).all()
+    assert sel.overall_best.nunique() == 1
+    for row in sel.itertuples():
+        expected = row.best_in_cell if row.z_vs_overall > 2 else row.overall_best
+        assert row.learner == expected
 
 
 def test_different_seeds_differ(small):

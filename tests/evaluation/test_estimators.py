@@ -82,7 +82,7 @@ def test_batch_equals_single(name, sim, fitted):
     data = sim.data
     rng = np.random.default_rng(2)
     actions = rng.integers(0, 3, size=(9, data.n_units))
-    batch = px.evaluate_policies(actions, data, fitted, estimator=name, chunk=4)
+    batch = px.evaluate_policies(actions, data, fitted, estimator=name)
     for p in range(9):
         single = px.evaluate_policy(actions[p], data, fitted, estimator=name)
         np.testing.assert_allclose(batch.value[p], single.value, rtol=1e-9, atol=1e-12)

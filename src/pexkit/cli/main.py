@@ -8,13 +8,15 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pexkit.analysis import AnalysisResult, analyze
 from pexkit.data import LoggedData
-from pexkit.exceptions import PexkitError, PexkitWarning
+from pexkit.exceptions import InvalidParameterError, PexkitError, PexkitWarning
+from pexkit.optimize import Guardrail
 from pexkit.policy import LinearPolicy
 from pexkit.simulate import SCENARIOS, simulate
 from pexkit.spec import ExperimentSpec
@@ -84,23 +86,69 @@ def analyze_cmd(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the summary JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    optimize: Annotated[bool, typer.Option(help="Search for the Pareto front and write policies.json and report.html.")] = True,
+    method: Annotated[str, typer.Option(help="Optimizer: sobol, qnparego or nsga2.")] = "sobol",
+    budget: Annotated[int, typer.Option(help="Policies evaluated by the optimizer (qnparego: try 200).")] = 2000,
+    candidates: Annotated[int, typer.Option(help="Policies picked for the online test.")] = 4,
+    biases: Annotated[bool, typer.Option(help="Search per-treatment biases as well as weights.")] = True,
+    guardrail: Annotated[list[str] | None, typer.Option(help="OUTCOME:MAX_CHANGE[:ci], e.g. unsubscribe:0.02 (repeatable).")] = None,
 ) -> None:
-    """Analyze an experiment log: per-user effects, average effects and policy values.
+    """Analyze an experiment log: per-user effects, policies, Pareto front and report.
 
     Writes OUT/summary.json (average effects with CIs, learner choice, DR value of
-    all-control, each single treatment and the spec's utility policy) and
-    OUT/effects.parquet (per-user effect estimates).
+    all-control, each single treatment and the spec's utility policy),
+    OUT/effects.parquet (per-user effect estimates), OUT/policies.json (the Pareto
+    front and the candidates for an online test) and OUT/report.html.
     """
     experiment = ExperimentSpec.from_yaml(spec)
     data = LoggedData.from_path(log, experiment)
     result = analyze(
         data, learner=learner, base=base, n_folds=folds, random_state=seed, out=out,
-        progress=progress,
+        progress=progress, optimize=optimize, method=method, budget=budget,
+        n_candidates=candidates, biases=biases, guardrails=_guardrails(guardrail or []),
     )
     _print_result(result)
     if json_path is not None:
         json_path.write_text(json.dumps(result.summary, indent=2, default=float))
+    _print_front(result)
     console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
+    if result.front is not None:
+        console.print(f"wrote {out / 'policies.json'} and {out / 'report.html'}")
+
+
+def _guardrails(items: list[str]) -> tuple[Guardrail, ...]:
+    out = []
+    for item in items:
+        parts = item.split(":")
+        if len(parts) not in (2, 3):
+            raise InvalidParameterError(
+                f"--guardrail {item!r}: expected OUTCOME:MAX_CHANGE or OUTCOME:MAX_CHANGE:ci, "
+                "e.g. unsubscribe:0.02."
+            )
+        try:
+            change = float(parts[1])
+        except ValueError:
+            raise InvalidParameterError(
+                f"--guardrail {item!r}: MAX_CHANGE must be a number such as 0.02; got {parts[1]!r}."
+            ) from None
+        out.append(Guardrail(parts[0], change, "ci" if len(parts) == 3 and parts[2] == "ci" else "estimate"))
+    return tuple(out)
+
+
+def _print_front(result: AnalysisResult) -> None:
+    front, cands = result.front, result.candidates
+    if front is None or cands is None:
+        return
+    from pexkit.report import tradeoff_sentences
+
+    control = np.asarray(front.meta["control_value"])
+    idx = [(front.labels).index(lab) for lab in (cands.labels)]
+    console.print(
+        f"[bold]Pareto front[/bold]: {int(front.on_front.sum())} policies, hypervolume "
+        f"{front.hypervolume():.4g} ({front.meta['method']}, {front.meta['n_evaluations']} evaluated)"
+    )
+    for sentence in tradeoff_sentences(front, control, idx):
+        console.print(f"  • {sentence}")
 
 
 @app.command("simulate")
@@ -147,8 +195,12 @@ def demo_cmd(
     spec.to_yaml(out / "spec.yaml")
     console.print(f"simulated {n:,} units -> {out / 'log.csv'} (spec: {out / 'spec.yaml'})")
     data = LoggedData.from_path(out / "log.csv", spec)
-    result = analyze(data, out=out, progress=progress, random_state=seed)
+    result = analyze(
+        data, out=out, progress=progress, random_state=seed,
+        guardrails=(Guardrail("unsubscribe", 0.25),),
+    )
     _print_result(result)
+    _print_front(result)
     utility = LinearPolicy(spec).choose(result.model.effects_)
     oracle = sim.oracle_value(utility)
     table = Table(title="Utility policy: estimated (DR) vs true lift (oracle)")
@@ -170,7 +222,7 @@ def demo_cmd(
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     if json_path is not None:
         json_path.write_text(json.dumps(summary, indent=2, default=float))
-    console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
+    console.print(f"wrote {out / 'summary.json'}, {out / 'effects.parquet'}, {out / 'policies.json'} and {out / 'report.html'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -218,27 +218,42 @@ class EffectModel:
                         X, data, folds, seed, bar
                     )
 
-        # selection by DR-pseudo-outcome loss on out-of-fold effects
+        # Selection by DR-pseudo-outcome loss on out-of-fold effects. Loss
+        # differences between learners are often within noise; the cell's best
+        # learner wins only when it beats the overall best learner (lowest
+        # variance-scaled loss summed over cells) by more than 2 paired SEs.
+        cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
+        sq = {
+            name: {c: (pseudo[:, c[0], c[1]] - oof[name][:, c[0], c[1]]) ** 2 for c in cells}
+            for name in learners
+        }
+        scale = {c: float(np.var(pseudo[:, c[0], c[1]])) or 1.0 for c in cells}
+        overall = min(
+            learners, key=lambda name: sum(sq[name][c].mean() / scale[c] for c in cells)
+        )
         chosen = np.empty((n_treat, n_out), dtype=object)
         rows: list[dict[str, Any]] = []
         effects = np.zeros_like(mu)
-        for k in range(1, n_treat):
-            for m in range(n_out):
-                losses = {
-                    name: float(np.mean((pseudo[:, k, m] - oof[name][:, k, m]) ** 2))
-                    for name in learners
+        n = data.n_units
+        for k, m in cells:
+            losses = {name: float(sq[name][(k, m)].mean()) for name in learners}
+            best = min(losses, key=lambda key: losses[key])
+            diff = sq[overall][(k, m)] - sq[best][(k, m)]
+            z = float(diff.mean() / (diff.std(ddof=1) / np.sqrt(n) + 1e-300))
+            pick = best if z > 2.0 else overall
+            chosen[k, m] = pick
+            effects[:, k, m] = oof[pick][:, k, m]
+            rows.append(
+                {
+                    "treatment": spec.arms[k],
+                    "outcome": spec.outcome_names[m],
+                    "learner": pick,
+                    "best_in_cell": best,
+                    "overall_best": overall,
+                    "z_vs_overall": z if best != overall else 0.0,
+                    **{f"loss_{name}": loss for name, loss in losses.items()},
                 }
-                best = min(losses, key=lambda key: losses[key])
-                chosen[k, m] = best
-                effects[:, k, m] = oof[best][:, k, m]
-                rows.append(
-                    {
-                        "treatment": spec.arms[k],
-                        "outcome": spec.outcome_names[m],
-                        "learner": best,
-                        **{f"loss_{name}": loss for name, loss in losses.items()},
-                    }
-                )
+            )
         self.chosen_ = chosen
         self.effects_ = effects
         self.selection_ = pd.DataFrame(rows)

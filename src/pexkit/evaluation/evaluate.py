@@ -13,9 +13,11 @@ from scipy import stats
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation.estimators import get_estimator
+from pexkit.evaluation.kernels import batch_sums, policy_sums
 from pexkit.evaluation.scores import PolicyScores, build_scores
 from pexkit.exceptions import InvalidParameterError
-from pexkit.policy import LinearPolicy, choose_batch
+from pexkit.policy import LinearPolicy
+from pexkit.policy.linear import _batch_params, _check_tau
 
 __all__ = ["PolicyValue", "PolicyValues", "evaluate_policies", "evaluate_policy"]
 
@@ -203,6 +205,19 @@ def _as_probs(actions: Any, n: int, n_treat: int) -> tuple[IntArray | None, Floa
     )
 
 
+def _moments(
+    sums: FloatArray, n: int, n_out: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Means and standard errors from sums of v, v^2, d, d^2 (each n_out wide)."""
+    M = n_out
+    s_v, s_vv, s_d, s_dd = (sums[:, i * M : (i + 1) * M] for i in range(4))
+    value, lift = s_v / n, s_d / n
+    denom = max(n - 1, 1)
+    value_se = np.sqrt(np.maximum(s_vv - n * value**2, 0.0) / denom / n)
+    lift_se = np.sqrt(np.maximum(s_dd - n * lift**2, 0.0) / denom / n)
+    return value, value_se, lift, lift_se
+
+
 def evaluate_policy(
     policy: Any,
     data: LoggedData,
@@ -252,11 +267,11 @@ def evaluate_policy(
     if isinstance(policy, LinearPolicy):
         policy = policy.choose(_effects_for(data, model))
     actions, probs = _as_probs(policy, n, n_treat)
-    if actions is not None and est.is_linear:
-        table = est.table(sc)
-        rows = np.arange(n)
-        value_terms = table[rows, actions, :]
-        lift_terms = value_terms - table[:, 0, :]
+    if actions is not None and est.is_linear and n_bootstrap == 0:
+        # one compiled pass over the rows: sums of v, v^2, d, d^2
+        sums = policy_sums(est.table(sc), actions)
+        value, value_se, lift, lift_se = _moments(sums.reshape(1, -1), n, sc.spec.n_outcomes)
+        value, value_se, lift, lift_se = value[0], value_se[0], lift[0], lift_se[0]
         share = np.bincount(actions, minlength=n_treat) / n
     else:
         if probs is None:
@@ -264,10 +279,10 @@ def evaluate_policy(
             probs[np.arange(n), actions] = 1.0
         value_terms, lift_terms = est.terms(sc, probs)
         share = probs.mean(axis=0)
-    value = value_terms.mean(axis=0)
-    lift = lift_terms.mean(axis=0)
-    value_se = value_terms.std(axis=0, ddof=1) / np.sqrt(n)
-    lift_se = lift_terms.std(axis=0, ddof=1) / np.sqrt(n)
+        value = value_terms.mean(axis=0)
+        lift = lift_terms.mean(axis=0)
+        value_se = value_terms.std(axis=0, ddof=1) / np.sqrt(n)
+        lift_se = lift_terms.std(axis=0, ddof=1) / np.sqrt(n)
     z = float(stats.norm.ppf(1 - alpha / 2))
     value_ci = np.column_stack([value - z * value_se, value + z * value_se])
     lift_ci = np.column_stack([lift - z * lift_se, lift + z * lift_se])
@@ -319,7 +334,6 @@ def evaluate_policies(
     alpha: float = 0.05,
     scores: PolicyScores | None = None,
     tau: FloatArray | None = None,
-    chunk: int = 16,
 ) -> PolicyValues:
     """Evaluate P deterministic policies in one pass.
 
@@ -332,8 +346,6 @@ def evaluate_policies(
     tau : ndarray of shape (n_units, n_treatments, n_outcomes), optional
         Effects that parameter vectors or policies are applied to (default: the
         model's out-of-fold effects on its fitting data, else its predictions).
-    chunk : int
-        Policies per block; memory is about ``chunk * n_units * 8`` bytes.
 
     Returns
     -------
@@ -341,10 +353,9 @@ def evaluate_policies(
 
     Notes
     -----
-    With ``H`` the estimator's (n, K, M) table and ``D = H - H[:, :1]``, a
-    policy's sums ``sum_i H[i, a_i]`` (and of squares) are, per arm k, the
-    product of the indicator ``1{a_i = k}`` with ``H[:, k]``: one matrix
-    product per block of policies instead of a gather per policy.
+    Parameter vectors and policies never materialize their actions: a compiled
+    kernel walks the rows in cache-sized blocks and, per row, picks every
+    policy's arm and adds its DR terms (see :mod:`pexkit.evaluation.kernels`).
     """
     est = get_estimator(estimator)
     if not est.is_linear:
@@ -354,17 +365,15 @@ def evaluate_policies(
         )
     sc = _resolve_scores(data, model, scores)
     n, n_treat, n_out = sc.n_units, sc.spec.n_treatments, sc.spec.n_outcomes
-    if isinstance(policies, list | tuple) or (
-        np.asarray(policies).ndim == 2
-        and np.asarray(policies).shape[1] != n
-        and np.issubdtype(np.asarray(policies).dtype, np.floating)
-    ):
+    table = est.table(sc)
+    arr = None if isinstance(policies, list | tuple) else np.asarray(policies)
+    if arr is None or (arr.ndim == 2 and arr.shape[1] != n and np.issubdtype(arr.dtype, np.floating)):
         effects = tau if tau is not None else _effects_for(data, model)
-        actions = choose_batch(sc.spec, effects, policies if isinstance(policies, list | tuple) else np.asarray(policies), chunk=chunk)
+        _check_tau(sc.spec, effects)
+        sw, const = _batch_params(sc.spec, policies if arr is None else arr)
+        sums = batch_sums(effects, table, sw, const)
     else:
-        actions = np.asarray(policies)
-        if actions.ndim == 1:
-            actions = actions[None, :]
+        actions = arr if arr.ndim == 2 else arr[None, :]
         if actions.ndim != 2 or actions.shape[1] != n:
             raise InvalidParameterError(
                 f"'policies' as actions must have shape (P, {n}); got {actions.shape}."
@@ -374,28 +383,14 @@ def evaluate_policies(
                 f"'policies' actions must be in [0, {n_treat - 1}]; got values from "
                 f"{actions.min()} to {actions.max()}."
             )
-    table = est.table(sc)
-    diff = table - table[:, :1, :]
-    # per arm: columns [H, H^2, D, D^2] -> (K, n, 4M), contiguous per arm
-    stacked = np.ascontiguousarray(
-        np.concatenate([table, table**2, diff, diff**2], axis=2).transpose(1, 0, 2)
-    )
-    P = actions.shape[0]
-    sums = np.zeros((P, 4 * n_out))
-    shares = np.zeros((P, n_treat))
-    for start in range(0, P, chunk):
-        stop = min(start + chunk, P)
-        block = actions[start:stop]
-        for k in range(n_treat):
-            indicator = (block == k).astype(np.float64)
-            shares[start:stop, k] = indicator.sum(axis=1) / n
-            sums[start:stop] += indicator @ stacked[k]
-    mean = sums / n
-    M = n_out
-    value, value_sq, lift, lift_sq = (mean[:, i * M : (i + 1) * M] for i in range(4))
-    correction = n / (n - 1)
-    value_se = np.sqrt(np.maximum(value_sq - value**2, 0) * correction / n)
-    lift_se = np.sqrt(np.maximum(lift_sq - lift**2, 0) * correction / n)
+        sums = np.stack(
+            [
+                np.concatenate([policy_sums(table, a), np.bincount(a, minlength=n_treat)])
+                for a in actions.astype(np.int64)
+            ]
+        )
+    value, value_se, lift, lift_se = _moments(sums, n, n_out)
+    shares = sums[:, 4 * n_out :] / n
     return PolicyValues(
         outcomes=sc.spec.outcome_names,
         value=value,

@@ -1,0 +1,41 @@
+import re
+
+import numpy as np
+
+import pexkit as px
+from pexkit.report import render_report, tradeoff_sentences, write_report
+
+
+def test_report_renders_self_contained_with_the_front(tmp_path, sim, fitted):
+    front = px.optimize_policies(fitted, sim.data, method="sobol", budget=48)
+    cands = front.select(q=3)
+    path = write_report(tmp_path / "report.html", sim.data, fitted, front, cands)
+    html = path.read_text()
+    assert html.startswith("<!doctype html>")
+    # Plotly's JS is inlined exactly once and nothing is fetched from the network
+    assert html.count("plotly.js v") >= 1
+    assert not re.search(r"<script[^>]+src=", html)
+    assert not re.search(r"<link[^>]+href=[\"']?https?:", html)
+    for section in ("Pareto front", "Average effects", "Calibration", "Uplift", "Candidates"):
+        assert section in html
+    for label in cands.labels:
+        assert label in html
+    assert "gains" in html
+
+
+def test_tradeoff_sentences_name_gains_costs_and_shares(sim, fitted):
+    front = px.optimize_policies(fitted, sim.data, method="sobol", budget=32)
+    control = np.asarray(front.meta["control_value"])
+    heavy = front.labels.index("all heavy")
+    [sentence] = tradeoff_sentences(front, control, [heavy])
+    # heavy raises engagement (a gain) and unsubscribes (a cost)
+    assert sentence.startswith("all heavy gains")
+    gain_part, cost_part = sentence.split(" at ", 1)
+    assert "engagement" in gain_part and "unsubscribe" in cost_part
+    assert "100% heavy" in sentence
+    assert "%" in sentence and "[" in sentence
+
+
+def test_report_on_srm_warns(sim, fitted):
+    html = render_report(sim.data, fitted, px.optimize_policies(fitted, sim.data, method="sobol", budget=16))
+    assert "Balanced" in html
