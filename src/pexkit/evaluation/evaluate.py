@@ -309,16 +309,28 @@ def evaluate_policy(
 def _bootstrap(
     value_terms: FloatArray, lift_terms: FloatArray, n_boot: int, alpha: float, seed: int
 ) -> tuple[FloatArray, FloatArray]:
-    """Poisson-bootstrap percentile CIs of the means of the per-row terms."""
+    """Poisson-bootstrap percentile CIs of the means of the per-row terms.
+
+    Rows are iid, so above 20,000 rows they are first summed into 4,000 random
+    groups (themselves iid) and the groups are resampled: the same bootstrap
+    distribution of a mean, at a cost independent of n.
+    """
     rng = np.random.default_rng(seed)
     n = value_terms.shape[0]
     both = np.concatenate([value_terms, lift_terms], axis=1)
-    chunk = max(1, min(n_boot, 2**24 // max(n, 1)))
+    if n > 20_000:
+        n_groups = 4_000
+        group = rng.integers(0, n_groups, n)
+        sums = np.stack([np.bincount(group, weights=col, minlength=n_groups) for col in both.T], axis=1)
+        counts = np.bincount(group, minlength=n_groups).astype(np.float64)
+    else:
+        sums, counts = both, np.ones(n)
+    chunk = max(1, min(n_boot, 2**24 // max(sums.shape[0], 1)))
     draws = []
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        weights = rng.poisson(1.0, size=(b, n)).astype(np.float64)
-        draws.append((weights @ both) / weights.sum(axis=1, keepdims=True))
+        weights = rng.poisson(1.0, size=(b, sums.shape[0])).astype(np.float64)
+        draws.append((weights @ sums) / (weights @ counts)[:, None])
     boot = np.concatenate(draws)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
     M = value_terms.shape[1]
