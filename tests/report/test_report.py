@@ -14,6 +14,8 @@ def test_report_renders_self_contained_with_the_front(tmp_path, sim, fitted):
     assert html.startswith("<!doctype html>")
     # Plotly's JS is inlined exactly once and nothing is fetched from the network
     assert html.count("plotly.js v") >= 1
+    # the library loads before any figure script runs
+    assert html.index("plotly.js v") < html.index("Plotly.newPlot")
     assert not re.search(r"<script[^>]+src=", html)
     assert not re.search(r"<link[^>]+href=[\"']?https?:", html)
     for section in ("Pareto front", "Average effects", "Calibration", "Uplift", "Candidates"):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 from jinja2 import Environment, PackageLoader, select_autoescape
 from plotly.subplots import make_subplots
 
@@ -166,7 +167,7 @@ def _history_figure(front: ParetoFront) -> go.Figure | None:
 def render_report(
     data: LoggedData, model: EffectModel, front: ParetoFront, candidates: ParetoFront | None = None
 ) -> str:
-    """Return the report's HTML (self-contained: Plotly's JS is inlined once)."""
+    """Return the report's HTML (self-contained: Plotly's JS is inlined once, in the head)."""
     from pexkit import __version__
 
     spec = data.spec
@@ -223,18 +224,14 @@ def render_report(
         f"{int(np.sum(front.on_front))} policies are on the Pareto front; {len(cand_idx)} are "
         "proposed for the online test (chosen to cover the widest range of trade-offs)."
     )
-    first = True
-
     def html(fig: go.Figure | None) -> str:
-        nonlocal first
         if fig is None:
             return ""
-        out = str(fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False}))
-        first = False
-        return out
+        return str(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
 
     template = env.get_template("report.html.j2")
     return template.render(
+        plotly_js=get_plotlyjs(),
         title=spec.name, version=__version__, n_units=f"{data.n_units:,}", arms=list(spec.arms),
         outcomes=list(spec.outcome_names), control=spec.control, arm_rows=arm_rows,
         srm_sentence=srm, ate_rows=ate_rows, headline=headline,
