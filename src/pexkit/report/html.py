@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from jinja2 import Environment, PackageLoader, select_autoescape
+from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from pexkit.data import LoggedData
