@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from pexkit.exceptions import InvalidDataError, InvalidParameterError
-from pexkit.optimize.pareto import hypervolume
+from pexkit.optimize.pareto import hypervolume, is_non_dominated
 from pexkit.optimize.selection import select_subset
 from pexkit.policy import LinearPolicy
 from pexkit.spec import ExperimentSpec, Outcome
@@ -129,8 +129,6 @@ class ParetoFront:
             singles = [i for i in singles if not np.all(self.shares[i, 0] == 1.0)]
             if singles:
                 obj = self.objectives[singles]
-                from pexkit.optimize.pareto import is_non_dominated
-
                 best = [int(singles[j]) for j in np.flatnonzero(is_non_dominated(obj))]
                 include = best[:q]
                 pool = list(dict.fromkeys(pool + include))

@@ -276,14 +276,20 @@ def choose_batch(
     """
     tau = _check_tau(spec, tau)
     sw, const = _batch_params(spec, params)
-    n, n_treat, n_out = tau.shape
-    flat = tau.reshape(n * n_treat, n_out)
+    n, n_treat, _ = tau.shape
+    by_arm = np.ascontiguousarray(tau.transpose(1, 2, 0))  # (K, M, n): rows contiguous
     out = np.empty((sw.shape[0], n), dtype=np.int64)
     for start in range(0, sw.shape[0], chunk):
         stop = min(start + chunk, sw.shape[0])
-        util = (flat @ sw[start:stop].T).reshape(n, n_treat, stop - start)
-        util += const[start:stop].T[None, :, :]
-        out[start:stop] = np.argmax(util, axis=1).T
+        w, c = sw[start:stop], const[start:stop]
+        best = w @ by_arm[0] + c[:, :1]
+        arg = np.zeros(best.shape, dtype=np.int64)
+        for k in range(1, n_treat):
+            util = w @ by_arm[k] + c[:, k : k + 1]
+            better = util > best  # strict: ties keep the lower index
+            arg[better] = k
+            np.maximum(best, util, out=best)
+        out[start:stop] = arg
     return out
 
 
