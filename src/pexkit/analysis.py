@@ -19,6 +19,7 @@ from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import PolicyValue, build_scores, evaluate_policy
 from pexkit.optimize import Guardrail, ParetoFront, optimize_policies
+from pexkit.optimize.search import get_method
 from pexkit.policy import LinearPolicy
 
 __all__ = ["AnalysisResult", "analyze"]
@@ -82,6 +83,10 @@ def analyze(
         Policies picked from the front for the online test.
     """
     spec = data.spec
+    if optimize:  # fail on a bad option before the (long) fit, not after it
+        get_method(method)
+        for guard in guardrails:
+            spec.outcome_index(guard.outcome)
     started = time.perf_counter()
     model = EffectModel(
         learner=learner, base=base, n_folds=n_folds, random_state=random_state,

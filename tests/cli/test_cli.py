@@ -50,6 +50,16 @@ def test_bad_input_exits_2_with_message(tmp_path):
     assert "Traceback" not in result.stderr
     result = run(["analyze", str(tmp_path / "log.csv"), "--spec", str(tmp_path / "nope.yaml")])
     assert result.returncode == 2 and "does not exist" in result.stderr
+    sim.frame.to_csv(tmp_path / "ok.csv", index=False)
+    for bad, message in (
+        (["--method", "grid"], "'method' must be one of"),
+        (["--guardrail", "visit"], "expected OUTCOME:MAX_CHANGE"),
+        (["--guardrail", "clicks:0.1"], "unknown outcome 'clicks'"),
+    ):
+        result = run(["analyze", str(tmp_path / "ok.csv"), "--spec", str(tmp_path / "spec.yaml"),
+                      "--out", str(tmp_path / "o"), *bad])
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert not (tmp_path / "o" / "summary.json").exists()
 
 
 def test_simulate_and_help(tmp_path, capsys):
