@@ -1,5 +1,6 @@
-"""Understanding policies: interpretable policy trees (work in progress for issue 5)."""
+"""Understanding policies: policy trees and distillation (issue 5 in progress)."""
 
+from pexkit.explain.distill import DistilledPolicy, distill
 from pexkit.explain.policytree import PolicyTree, fit_policy_tree
 
-__all__ = ["PolicyTree", "fit_policy_tree"]
+__all__ = ["DistilledPolicy", "PolicyTree", "distill", "fit_policy_tree"]
