@@ -17,6 +17,7 @@ from pexkit.evaluation import (
     evaluate_policies,
     evaluate_policy,
 )
+from pexkit.explain import distill
 from pexkit.exceptions import (
     InvalidDataError,
     InvalidParameterError,
@@ -62,6 +63,7 @@ __all__ = [
     "SpecError",
     "build_scores",
     "choose_batch",
+    "distill",
     "evaluate_policies",
     "evaluate_policy",
     "hillstrom_spec",
