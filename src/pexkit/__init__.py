@@ -17,7 +17,6 @@ from pexkit.evaluation import (
     evaluate_policies,
     evaluate_policy,
 )
-from pexkit.explain import distill
 from pexkit.exceptions import (
     InvalidDataError,
     InvalidParameterError,
@@ -27,6 +26,7 @@ from pexkit.exceptions import (
     SampleRatioMismatchWarning,
     SpecError,
 )
+from pexkit.explain import distill
 from pexkit.optimize import (
     Guardrail,
     ParetoFront,
