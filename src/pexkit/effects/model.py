@@ -35,7 +35,6 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 LEARNERS = ("t", "s", "x", "dr")
-Z95 = float(stats.norm.ppf(0.975))
 
 
 class EffectModel:

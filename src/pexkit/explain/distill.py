@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
+from pexkit._stats import Z95
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores
@@ -20,7 +20,6 @@ __all__ = ["DistilledPolicy", "distill"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-Z95 = float(stats.norm.ppf(0.975))
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
+from pexkit._stats import Z95
 from pexkit.exceptions import InvalidDataError, InvalidParameterError
 from pexkit.optimize.pareto import hypervolume, is_non_dominated
 from pexkit.optimize.selection import select_subset
@@ -21,7 +21,6 @@ from pexkit.spec import ExperimentSpec, Outcome
 __all__ = ["ParetoFront", "load_policies", "single_treatment_policy"]
 
 FloatArray = NDArray[np.float64]
-Z95 = float(stats.norm.ppf(0.975))
 FORCE = 1e9
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
+from pexkit._stats import Z95
 from pexkit.data import LoggedData
 from pexkit.evaluation import PolicyScores, evaluate_policies
 from pexkit.exceptions import InvalidParameterError
@@ -17,7 +17,6 @@ from pexkit.spec import ExperimentSpec
 __all__ = ["Evaluations", "Guardrail", "PolicyObjective"]
 
 FloatArray = NDArray[np.float64]
-Z95 = float(stats.norm.ppf(0.975))
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,17 @@ class Evaluations:
 
     def extend(self, other: Evaluations) -> Evaluations:
         """Concatenate two evaluation logs."""
+        return Evaluations.concat([self, other])
+
+    @staticmethod
+    def concat(logs: list[Evaluations]) -> Evaluations:
+        """Concatenate evaluation logs in order (one copy, however many logs)."""
         return Evaluations(
-            np.vstack([self.points, other.points]),
-            np.vstack([self.lifts, other.lifts]),
-            np.vstack([self.lift_se, other.lift_se]),
-            np.vstack([self.shares, other.shares]),
-            np.vstack([self.slack, other.slack]),
+            np.vstack([ev.points for ev in logs]),
+            np.vstack([ev.lifts for ev in logs]),
+            np.vstack([ev.lift_se for ev in logs]),
+            np.vstack([ev.shares for ev in logs]),
+            np.vstack([ev.slack for ev in logs]),
         )
 
 

@@ -75,10 +75,7 @@ def nsga2_search(
         minimize(
             _Problem(), NSGA2(pop_size=pop), ("n_evals", budget), seed=seed, verbose=False
         )
-    result = logs[0]
-    for ev in logs[1:]:
-        result = result.extend(ev)
-    return result
+    return Evaluations.concat(logs)
 
 
 def qnparego_search(
