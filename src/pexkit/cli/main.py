@@ -225,6 +225,46 @@ def demo_cmd(
     console.print(f"wrote {out / 'summary.json'}, {out / 'effects.parquet'}, {out / 'policies.json'} and {out / 'report.html'}")
 
 
+@app.command("serve")
+def serve_cmd(
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            help="Event store: sqlite:///PATH (default, created if absent) or "
+            "postgresql://user@host:port/dbname.",
+        ),
+    ] = "sqlite:///pexkit.db",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(help="Worker processes (they share the store).")] = 1,
+) -> None:
+    """Start the decision service (HTTP API under /v1, dashboard at /).
+
+    The first admin key comes from the environment variable PEXKIT_ADMIN_KEY;
+    create further keys with POST /v1/keys. API docs: /docs and /openapi.json.
+    """
+    import os
+
+    import uvicorn
+
+    key = os.environ.get("PEXKIT_ADMIN_KEY")
+    if not key:
+        raise InvalidParameterError(
+            "PEXKIT_ADMIN_KEY is not set: the service needs a first admin key. "
+            "Run e.g. `PEXKIT_ADMIN_KEY=$(openssl rand -hex 24) pexkit serve`."
+        )
+    from pexkit.store.db import EventStore
+
+    EventStore(db).close()  # fail fast on a bad URL, create the tables once
+    os.environ["PEXKIT_DB"] = db
+    err.print(f"pexkit serve: http://{host}:{port}/ (API /v1, docs /docs), store {db}")
+    uvicorn.run(
+        "pexkit.service.asgi:app", host=host, port=port, workers=workers,
+        log_level="warning", access_log=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning pexkit errors into a clear message and exit 2."""
     warnings.simplefilter("default", PexkitWarning)

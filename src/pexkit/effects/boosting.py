@@ -127,6 +127,10 @@ class LightGBMLearner:
             },
         ).construct()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the binned Dataset is training scratch (and holds C pointers): not pickled
+        return {**self.__dict__, "_dataset": None}
+
     def fit(self, rows: NDArray[np.int64], y: FloatArray, seed: int) -> Any:
         """Train on a subset of the bound Dataset."""
         import lightgbm as lgb
@@ -168,6 +172,9 @@ class XGBoostLearner:
         """Keep ``X`` and which columns are categorical."""
         self._X = X
         self._types = ["c" if j in categorical else "q" for j in range(X.shape[1])]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_X": None}
 
     def _matrix(self, X: FloatArray, y: FloatArray | None = None) -> Any:
         import xgboost as xgb

@@ -1,0 +1,184 @@
+"""``pexkit.Client``: the Python SDK of the decision service (HTTP, via httpx).
+
+Examples
+--------
+>>> import pexkit as px
+>>> client = px.Client("http://127.0.0.1:8000", api_key="...")  # doctest: +SKIP
+>>> client.create_experiment(spec)                                # doctest: +SKIP
+>>> d = client.decide("email-campaign", "u1", {"recency": 3, ...})  # doctest: +SKIP
+>>> client.log("email-campaign", "u1", "visit", 1.0, event_id="u1-visit")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pexkit.exceptions import PexkitError
+from pexkit.spec.spec import ExperimentSpec
+
+__all__ = ["Client", "Decision", "ServiceError"]
+
+
+class ServiceError(PexkitError):
+    """The service refused a request; ``status`` is the HTTP code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the service decided for one unit."""
+
+    treatment: str
+    policy_version: int
+    propensity: float
+    holdout: bool
+    unit: str = ""
+    treatment_index: int = -1
+    arm: str | None = None
+    phase: str = ""
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, ExperimentSpec):
+        return spec.to_dict()
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    return ExperimentSpec.from_yaml(spec).to_dict()
+
+
+class Client:
+    """HTTP client for ``pexkit serve``.
+
+    Parameters
+    ----------
+    base_url : str
+        E.g. ``http://127.0.0.1:8000``.
+    api_key : str
+        A key with the scopes the calls need (admin, decide, log, read).
+    timeout : float
+        Seconds per request.
+    """
+
+    def __init__(self, base_url: str, api_key: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        resp = self._http.request(method, path, json=json)
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except ValueError:
+                detail = resp.text
+            raise ServiceError(resp.status_code, str(detail))
+        return resp.json()
+
+    # --------------------------------------------------------- experiments
+    def create_experiment(
+        self, spec: Any, tracking: Iterable[Mapping[str, str]] = (), holdout: float = 0.03
+    ) -> dict[str, Any]:
+        """Create an experiment from an ExperimentSpec, its dict form, or a YAML path."""
+        body = {"spec": _spec_dict(spec), "tracking": [dict(t) for t in tracking],
+                "holdout": holdout}
+        return dict(self._call("POST", "/v1/experiments", body))
+
+    def experiment(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/experiments/{name}"))
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/experiments"))
+
+    def policies(self, name: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/experiments/{name}/policies"))
+
+    def create_key(self, scopes: Iterable[str], label: str = "") -> str:
+        return str(self._call("POST", "/v1/keys", {"scopes": list(scopes), "label": label})["key"])
+
+    # --------------------------------------------------------- decide / log
+    def decide(self, experiment: str, unit: str, features: Mapping[str, Any]) -> Decision:
+        """Ask for one unit's treatment."""
+        d = self._call("POST", f"/v1/experiments/{experiment}/decide",
+                       {"unit": unit, "features": dict(features)})
+        return Decision(**d)
+
+    def decide_batch(
+        self, experiment: str, requests: Iterable[tuple[str, Mapping[str, Any]]]
+    ) -> list[Decision]:
+        """Decide for many ``(unit, features)`` pairs in one call."""
+        body = {"requests": [{"unit": u, "features": dict(f)} for u, f in requests]}
+        out = self._call("POST", f"/v1/experiments/{experiment}/decide/batch", body)
+        return [Decision(**d) for d in out["decisions"]]
+
+    def log(
+        self, experiment: str, unit: str, outcome: str, value: float, event_id: str
+    ) -> dict[str, int]:
+        """Log one outcome event; retries with the same ``event_id`` are ignored."""
+        body = {"unit": unit, "outcome": outcome, "value": value, "event_id": event_id}
+        return dict(self._call("POST", f"/v1/experiments/{experiment}/log", body))
+
+    def log_batch(self, experiment: str, events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+        """Log many events (each ``{unit, outcome, value, event_id}``) in one transaction."""
+        body = {"events": [dict(e) for e in events]}
+        return dict(self._call("POST", f"/v1/experiments/{experiment}/log/batch", body))
+
+    # --------------------------------------------------------- jobs and phases
+    def submit_job(self, experiment: str, kind: str, **params: Any) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/experiments/{experiment}/jobs",
+                               {"kind": kind, "params": params}))
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/jobs/{job_id}"))
+
+    def run_job(
+        self, experiment: str, kind: str, timeout: float = 900.0, **params: Any
+    ) -> dict[str, Any]:
+        """Submit a job and wait for it; raises ServiceError when it fails."""
+        job = self.submit_job(experiment, kind, **params)
+        deadline = time.monotonic() + timeout
+        while job["status"] not in ("succeeded", "failed"):
+            if time.monotonic() > deadline:
+                raise ServiceError(504, f"job {job['id']} ({kind}) still {job['status']} "
+                                        f"after {timeout} s")
+            time.sleep(0.2)
+            job = self.job(int(job["id"]))
+        if job["status"] == "failed":
+            raise ServiceError(500, f"job {job['id']} ({kind}) failed: {job['error']}")
+        return dict(job["result"])
+
+    def tune(self, experiment: str, objectives: Iterable[str] | None = None) -> dict[str, Any]:
+        body = {"objectives": list(objectives) if objectives is not None else None}
+        return dict(self._call("POST", f"/v1/experiments/{experiment}/tune", body))
+
+    def arms(self, experiment: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/v1/experiments/{experiment}/arms"))
+
+    def launch(self, experiment: str, version: int, holdout: float | None = None) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/experiments/{experiment}/launch",
+                               {"version": version, "holdout": holdout}))
+
+    def backtest(self, experiment: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/experiments/{experiment}/backtest"))
+
+    def set_phase(self, experiment: str, phase: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/experiments/{experiment}/phase", {"phase": phase}))

@@ -1,0 +1,1 @@
+"""The decision service: FastAPI app over the event store (adapter layer)."""
