@@ -9,10 +9,11 @@ PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: install demo test test-fast bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-system.sh
+	bash scripts/install-system.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import pexkit, lightgbm, xgboost, polars" 
+	@$(BIN)/python -c "import pexkit, lightgbm, xgboost, polars, fastapi, ax, playwright" 
 	@touch $(STAMP)
 
 install: $(STAMP)

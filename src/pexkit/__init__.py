@@ -6,6 +6,7 @@
 2000
 """
 
+from pexkit.client import Client, Decision
 from pexkit.data import LoggedData, SampleRatioTest
 from pexkit.datasets import hillstrom_spec, load_hillstrom, load_ihdp
 from pexkit.effects import EffectModel
@@ -42,6 +43,8 @@ from pexkit.spec import ExperimentSpec, Outcome
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
+    "Decision",
     "EffectModel",
     "ExperimentSpec",
     "Guardrail",

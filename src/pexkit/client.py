@@ -96,11 +96,16 @@ class Client:
 
     # --------------------------------------------------------- experiments
     def create_experiment(
-        self, spec: Any, tracking: Iterable[Mapping[str, str]] = (), holdout: float = 0.03
+        self, spec: Any, tracking: Iterable[Mapping[str, str]] = (), holdout: float = 0.03,
+        salt: str | None = None,
     ) -> dict[str, Any]:
-        """Create an experiment from an ExperimentSpec, its dict form, or a YAML path."""
+        """Create an experiment from an ExperimentSpec, its dict form, or a YAML path.
+
+        ``tracking`` lists outcomes that are logged and tuned online but not
+        modeled (``{"name", "goal"}``); ``salt`` fixes the assignment hash.
+        """
         body = {"spec": _spec_dict(spec), "tracking": [dict(t) for t in tracking],
-                "holdout": holdout}
+                "holdout": holdout, "salt": salt}
         return dict(self._call("POST", "/v1/experiments", body))
 
     def experiment(self, name: str) -> dict[str, Any]:

@@ -1,8 +1,42 @@
-"""Distill a black-box linear policy into a shallow policy tree, with what it costs."""
+"""Distill a black-box linear policy into a shallow policy tree, with what it costs.
+
+Definitions (all utilities are the policy's own, ``u_i(k) = sum_m w_m s_m
+(G[i,k,m] - G[i,0,m])``: the DR utility lift of arm k over control for unit i):
+
+* **black box**: ``policy.choose(tau)``. On the model's own data ``tau`` is the
+  out-of-fold effects ``model.effects_`` (each unit decided by models that never
+  saw it: the cross-fitted black box, the version whose value pexkit evaluates
+  honestly everywhere); on other data it is ``model.predict(data)``, the policy
+  as it serves.
+* **fidelity**: the share of units where the tree picks the black box's arm;
+  its estimand is that share over the population the units come from.
+* **value kept**: ``V(tree) / V(black box)``, with ``V(pi) = mean_i
+  u_i(pi(x_i))`` the utility lift vs all-control. Above 1 when the tree beats a
+  noisy black box.
+* **gain kept**: ``(V(tree) - V(best)) / (V(black box) - V(best))``, the share
+  of the black box's gain over the best single treatment (the arm with the
+  largest ``V`` when sent to everyone, possibly control) that the tree keeps.
+
+CIs: Wilson for fidelity; Fieller for the two ratios (the exact set of ratios
+not rejected at 5%, from the joint normal means of numerator and denominator
+terms; unbounded, ``(-inf, inf)``, when the denominator is not significantly
+different from zero).
+
+Honesty: a tree fitted to the out-of-fold effects of every unit carries, through
+those effects, the outcomes of the units it is scored on (the effects of fold g
+come from models fitted on the other folds). On the model's own data, the value
+terms therefore come from cross-fitted trees: for each fold f, a tree of the
+same depth fitted to fold f alone (whose effects never saw fold f's outcomes)
+decides fold f's units. That estimates the value of the distillation procedure
+with ``1 / n_folds`` of the data: slightly conservative for the returned tree,
+which is fitted on every unit. Fidelity involves no outcomes and is measured for
+the returned tree directly. On held-out data (units the model was not fitted on)
+everything is measured for the returned tree.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,30 +46,114 @@ from pexkit._stats import Z95
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores
-from pexkit.exceptions import InvalidParameterError
-from pexkit.explain.policytree import PolicyTree, fit_policy_tree
+from pexkit.exceptions import InvalidDataError, InvalidParameterError
+from pexkit.explain.policytree import CompiledTree, PolicyLeaf, PolicyTree, fit_policy_tree
 from pexkit.policy import LinearPolicy
 
-__all__ = ["DistilledPolicy", "distill"]
+__all__ = ["CompiledDistilledPolicy", "DistilledPolicy", "distill"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
+def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (float(max(0.0, center - half)), float(min(1.0, center + half)))
+
+
+def fieller(num: FloatArray, den: FloatArray, z: float = Z95) -> tuple[float, float, float]:
+    """Ratio of means ``mean(num) / mean(den)`` and its Fieller confidence interval.
+
+    The interval is ``{r : (a - r b)^2 <= z^2 Var(a - r b)}`` with ``a, b`` the
+    means; it is unbounded when ``b`` is within ``z`` standard errors of zero.
+    """
+    n = num.shape[0]
+    a, b = float(num.mean()), float(den.mean())
+    ratio = a / b if b != 0 else float("nan")
+    if n < 2:
+        return ratio, -np.inf, np.inf
+    cov = np.cov(num, den) / n
+    saa, sab, sbb = float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
+    qa = b * b - z * z * sbb
+    qb = a * b - z * z * sab
+    qc = a * a - z * z * saa
+    if qa <= 0:
+        return ratio, -np.inf, np.inf
+    root = float(np.sqrt(max(qb * qb - qa * qc, 0.0)))
+    return ratio, (qb - root) / qa, (qb + root) / qa
+
+
+def _jsonable_float(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+@dataclass
+class CompiledDistilledPolicy:
+    """A distilled policy ready to serve in batch: encode once, then the compiled tree.
+
+    Attributes
+    ----------
+    tree : CompiledTree
+    model : EffectModel
+        Its ``encoder_`` turns frames into the tree's feature matrix.
+    action_names : list of str
+    """
+
+    tree: CompiledTree
+    model: EffectModel
+    action_names: list[str]
+
+    def encode(self, X: Any) -> FloatArray:
+        """The feature matrix (float64, the spec's feature order) of a frame or LoggedData."""
+        return self.model._matrix(X)
+
+    def choose_matrix(self, X: Any) -> IntArray:
+        """Treatment index per row of an encoded matrix (float32 or float64)."""
+        return self.tree.choose(X)
+
+    def choose(self, X: Any) -> IntArray:
+        """Treatment index per row of a frame (spec's feature columns) or LoggedData."""
+        return self.tree.choose(self.encode(X))
+
+
 @dataclass
 class DistilledPolicy:
-    """A policy tree that imitates a black-box policy.
+    """A policy tree that imitates a black-box policy (see the module docstring).
 
     Attributes
     ----------
     tree : PolicyTree
+    model : EffectModel
     fidelity : float
         Share of units where the tree picks the black-box policy's treatment.
     fidelity_ci : tuple of float
+        Wilson 95% CI.
     value_kept : float
-        DR utility lift (vs all-control) of the tree over that of the black box.
+        Utility lift (vs all-control) of the tree over that of the black box.
     value_kept_ci : tuple of float
-        Delta-method 95% CI.
+        Fieller 95% CI (``(-inf, inf)`` when the black box's lift is not
+        significantly different from zero).
+    gain_kept : float
+        Share of the black box's utility gain over the best single treatment
+        that the tree keeps.
+    gain_kept_ci : tuple of float
+    baseline : str
+        The best single treatment (by DR utility lift, control included).
+    lifts : dict
+        ``{"tree" | "black box" | "all <arm>": {"lift", "se", "ci_low", "ci_high"}}``:
+        DR utility lifts vs all-control (the tree's as in ``value_kept``).
+    shares : dict
+        Share of units the tree sends to each treatment.
+    policy : LinearPolicy or None
+    evaluation : str
+        "cross-fitted" (the model's own data) or "held-out".
+    n_units : int
     """
 
     tree: PolicyTree
@@ -44,18 +162,78 @@ class DistilledPolicy:
     fidelity_ci: tuple[float, float]
     value_kept: float
     value_kept_ci: tuple[float, float]
+    gain_kept: float = float("nan")
+    gain_kept_ci: tuple[float, float] = (float("nan"), float("nan"))
+    baseline: str = ""
+    lifts: dict[str, dict[str, float]] = field(default_factory=dict)
+    shares: dict[str, float] = field(default_factory=dict)
+    policy: LinearPolicy | None = None
+    evaluation: str = "cross-fitted"
+    n_units: int = 0
 
     def choose(self, X: Any) -> IntArray:
         """Treatment index per row of a frame (spec's feature columns) or LoggedData."""
         return self.tree.choose(self.model._matrix(X))
 
-    def __str__(self) -> str:
-        head = (
-            f"policy tree (fidelity {self.fidelity:.1%} [{self.fidelity_ci[0]:.1%}, "
-            f"{self.fidelity_ci[1]:.1%}], value kept {self.value_kept:.1%} "
-            f"[{self.value_kept_ci[0]:.1%}, {self.value_kept_ci[1]:.1%}])"
+    def compile(self) -> CompiledDistilledPolicy:
+        """The same decisions through one encoding pass and the compiled tree."""
+        return CompiledDistilledPolicy(self.tree.compile(), self.model, list(self.tree.action_names))
+
+    def leaves(self) -> list[PolicyLeaf]:
+        """The tree's leaves: rule, treatment, share of the fitting units."""
+        return self.tree.leaves()
+
+    def rule_lines(self) -> list[tuple[int, str]]:
+        """``(indent level, text)`` lines of the tree's if/else rules."""
+        return self.tree.rule_lines()
+
+    def headline(self) -> str:
+        """One line: fidelity and value kept with their CIs."""
+        return (
+            f"fidelity {self.fidelity:.1%} [{self.fidelity_ci[0]:.1%}, {self.fidelity_ci[1]:.1%}], "
+            f"value kept {_pct(self.value_kept)} [{_pct(self.value_kept_ci[0])}, "
+            f"{_pct(self.value_kept_ci[1])}], gain over all {self.baseline or '?'} kept "
+            f"{_pct(self.gain_kept)} [{_pct(self.gain_kept_ci[0])}, {_pct(self.gain_kept_ci[1])}]"
         )
-        return head + "\n" + str(self.tree)
+
+    def __str__(self) -> str:
+        return f"policy tree ({self.headline()}; {self.evaluation})\n{self.tree}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (infinite or undefined numbers as None)."""
+        def ci(pair: tuple[float, float]) -> list[float | None]:
+            return [_jsonable_float(pair[0]), _jsonable_float(pair[1])]
+
+        return {
+            "kind": "distilled_policy",
+            "policy": self.policy.to_dict() if self.policy is not None else None,
+            "fidelity": _jsonable_float(self.fidelity),
+            "fidelity_ci": ci(self.fidelity_ci),
+            "value_kept": _jsonable_float(self.value_kept),
+            "value_kept_ci": ci(self.value_kept_ci),
+            "gain_kept": _jsonable_float(self.gain_kept),
+            "gain_kept_ci": ci(self.gain_kept_ci),
+            "baseline": self.baseline,
+            "lifts": {
+                name: {k: _jsonable_float(v) for k, v in row.items()}
+                for name, row in self.lifts.items()
+            },
+            "shares": dict(self.shares),
+            "evaluation": self.evaluation,
+            "n_units": self.n_units,
+            "rules": [{"level": level, "text": text} for level, text in self.rule_lines()],
+            "tree": self.tree.to_dict(),
+        }
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}" if np.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "n/a")
+
+
+def _lift(terms: FloatArray) -> dict[str, float]:
+    est = float(terms.mean())
+    se = float(terms.std(ddof=1) / np.sqrt(terms.shape[0])) if terms.shape[0] > 1 else float("nan")
+    return {"lift": est, "se": se, "ci_low": est - Z95 * se, "ci_high": est + Z95 * se}
 
 
 def distill(
@@ -70,55 +248,101 @@ def distill(
 
     The tree maximizes the summed estimated utility ``U_k(x_i)`` of its choices,
     so a wrong choice costs what it loses in utility against the black box's
-    (which is the per-unit maximum). Fidelity and value kept are measured on
-    ``data`` with DR scores.
+    (which is the per-unit maximum). Fidelity, value kept and gain kept, and
+    what exactly they measure, are defined in this module's docstring.
 
     Parameters
     ----------
     policy : LinearPolicy
     model : EffectModel
     data : LoggedData, optional
-        Default: the data the model was fitted on (its out-of-fold effects).
+        Default: the data the model was fitted on (its out-of-fold effects;
+        value terms cross-fitted). Other data must be units the model was not
+        fitted on (a holdout), else its in-sample predictions flatter the black box.
     max_depth : int
         1-4.
+    max_bins : int
+        Thresholds per feature (2-256).
+
+    Returns
+    -------
+    DistilledPolicy
     """
     if not isinstance(policy, LinearPolicy):
         raise InvalidParameterError(
             f"'policy' must be a LinearPolicy; got {type(policy).__name__}."
         )
     model._check_fitted()
+    if not isinstance(max_depth, int | np.integer) or not 1 <= max_depth <= 4:
+        raise InvalidParameterError(
+            f"'max_depth' must be an integer from 1 to 4 (deeper trees stop being readable); "
+            f"got {max_depth!r}."
+        )
+    spec = model.spec_
+    if policy.spec.arms != spec.arms or policy.spec.outcome_names != spec.outcome_names:
+        raise InvalidParameterError(
+            f"'policy' was built for arms {list(policy.spec.arms)} and outcomes "
+            f"{list(policy.spec.outcome_names)}, the model for {list(spec.arms)} and "
+            f"{list(spec.outcome_names)}; build the policy on the model's spec."
+        )
     data = model.data_ if data is None else data
-    spec = data.spec
-    tau = np.asarray(model.effects_) if data is model.data_ else model.predict(data)
+    if not isinstance(data, LoggedData):
+        raise InvalidDataError(
+            f"'data' must be a LoggedData (or None for the model's own data); got "
+            f"{type(data).__name__}. Wrap frames with LoggedData.from_frame(df, spec)."
+        )
+    in_sample = data is model.data_
+    tau = np.asarray(model.effects_) if in_sample else model.predict(data)
     utilities = policy.utilities(tau)
     black = np.argmax(utilities, axis=1)
     X = model._matrix(data)
-    tree = fit_policy_tree(
-        X, utilities, depth=max_depth, max_bins=max_bins,
-        feature_names=list(spec.features), action_names=list(spec.arms),
-    )
+
+    def grow(Xm: FloatArray, rewards: FloatArray) -> PolicyTree:
+        return fit_policy_tree(
+            Xm, rewards, int(max_depth), max_bins=max_bins, feature_names=list(spec.features),
+            action_names=list(spec.arms), categories=model.encoder_.categories,
+        )
+
+    tree = grow(X, utilities)
     chosen = tree.choose(X)
     n = data.n_units
-    agree = (chosen == black).astype(np.float64)
-    fid = float(agree.mean())
-    fid_se = float(np.sqrt(max(fid * (1 - fid), 1e-12) / n))
+    agree = float(np.sum(chosen == black))
+
+    # value terms: per-unit DR utility lift of every arm vs control
     scores = build_scores(data, model)
-    sw = policy.signed_weights()
-    gain = (scores.dr - scores.dr[:, :1, :]) @ sw  # (n, K): DR utility lift terms
-    rows = np.arange(n)
-    tree_terms, black_terms = gain[rows, chosen], gain[rows, black]
-    denom = float(black_terms.mean())
-    if abs(denom) < 1e-12:
-        kept, kept_se = float("nan"), float("nan")
+    gain = (scores.dr - scores.dr[:, :1, :]) @ policy.signed_weights()  # (n, K)
+    if in_sample:
+        scored = np.empty(n, dtype=np.int64)
+        for f in np.unique(model.folds_):
+            rows = np.flatnonzero(model.folds_ == f)
+            scored[rows] = grow(X[rows], utilities[rows]).choose(X[rows])
     else:
-        kept = float(tree_terms.mean() / denom)
-        influence = (tree_terms - kept * black_terms) / denom
-        kept_se = float(influence.std(ddof=1) / np.sqrt(n))
+        scored = chosen
+    rows_all = np.arange(n)
+    tree_terms, black_terms = gain[rows_all, scored], gain[rows_all, black]
+    best = int(np.argmax(gain.mean(axis=0)))
+    single_terms = gain[:, best]
+    kept, kept_lo, kept_hi = fieller(tree_terms, black_terms)
+    gkept, gkept_lo, gkept_hi = fieller(tree_terms - single_terms, black_terms - single_terms)
+    baseline = f"all {spec.arms[best]}"
+    shares = np.bincount(chosen, minlength=spec.n_treatments) / n
     return DistilledPolicy(
         tree=tree,
         model=model,
-        fidelity=fid,
-        fidelity_ci=(fid - Z95 * fid_se, fid + Z95 * fid_se),
+        fidelity=agree / n,
+        fidelity_ci=wilson(agree, n),
         value_kept=kept,
-        value_kept_ci=(kept - Z95 * kept_se, kept + Z95 * kept_se),
+        value_kept_ci=(kept_lo, kept_hi),
+        gain_kept=gkept,
+        gain_kept_ci=(gkept_lo, gkept_hi),
+        baseline=spec.arms[best],
+        lifts={
+            "tree": _lift(tree_terms),
+            "black box": _lift(black_terms),
+            baseline: _lift(single_terms),
+        },
+        shares={a: float(s) for a, s in zip(spec.arms, shares, strict=True)},
+        policy=policy,
+        evaluation="cross-fitted" if in_sample else "held-out",
+        n_units=n,
     )

@@ -37,6 +37,9 @@ class CreateExperiment(BaseModel):
         description="Outcomes logged and tuned online but not modeled (e.g. a long-term one).",
     )
     holdout: float = Field(0.03, description="Launch holdout fraction, 0.02-0.05.")
+    salt: str | None = Field(
+        None, description="Assignment hash salt (8-64 chars); random when absent."
+    )
 
 
 class DecideRequest(BaseModel):
@@ -188,7 +191,7 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     def create_experiment(body: CreateExperiment) -> dict[str, Any]:
         """Create an experiment from a spec; it starts in the randomize phase."""
         return svc().create_experiment(
-            body.spec, [t.model_dump() for t in body.tracking], body.holdout
+            body.spec, [t.model_dump() for t in body.tracking], body.holdout, body.salt
         )
 
     @app.get("/v1/experiments", dependencies=[scope("read")], tags=["experiments"])

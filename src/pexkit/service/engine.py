@@ -110,7 +110,7 @@ class DecisionService:
 
     def create_experiment(
         self, spec: dict[str, Any], tracking: list[dict[str, Any]] | None = None,
-        holdout: float = 0.03,
+        holdout: float = 0.03, salt: str | None = None,
     ) -> dict[str, Any]:
         try:
             parsed = ExperimentSpec.from_dict(spec)
@@ -137,9 +137,11 @@ class DecisionService:
                     422, f"tracking[{i}]: {name!r} is already a spec outcome; list it once."
                 )
             tracked.append({"name": name, "goal": goal})
+        if salt is not None and (not isinstance(salt, str) or not 8 <= len(salt) <= 64):
+            raise RequestError(422, f"salt: expected 8-64 characters; got {salt!r}.")
         row = {
             "name": parsed.name, "spec": parsed.to_dict(), "tracking": tracked,
-            "phase": "randomize", "salt": secrets.token_hex(16), "epoch": 1,
+            "phase": "randomize", "salt": salt or secrets.token_hex(16), "epoch": 1,
             "holdout": float(holdout), "launched_version": None, "arms": [],
             "state": {"epochs": {"1": "randomize"}}, "duplicates": 0, "created_at": now(),
         }
@@ -375,8 +377,8 @@ class DecisionService:
             )
         for e in clean:
             e["epoch"] = epochs[e["unit"]]
-        accepted, dup = self.store.log_events(name, clean) if clean else (0, 0)
-        return {"accepted": accepted, "duplicates": dup + (len(events) - len(clean))}
+        accepted, dup = self.store.log_events(name, clean, len(events) - len(clean))
+        return {"accepted": accepted, "duplicates": dup}
 
     # ------------------------------------------------------------ data
     def unit_frame(self, name: str, **where: Any) -> tuple[pd.DataFrame, ExperimentSpec, list[str]]:
@@ -475,7 +477,7 @@ class DecisionService:
     def _job_train(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         data = self.training_data(name)
         allowed = {"learner", "n_folds", "random_state", "base", "base_params"}
-        bad = sorted(set(params) - allowed - {"method", "budget", "q"})
+        bad = sorted(set(params) - allowed)
         if bad:
             raise RequestError(422, f"params {bad}: unknown; train takes {sorted(allowed)}.")
         kw = {k: v for k, v in params.items() if k in allowed}
@@ -513,6 +515,12 @@ class DecisionService:
         for i, pol in enumerate(chosen.policies):
             versions.append(self.store.add_policy(
                 name, "linear", pol.to_dict(), int(model_id), f"candidate {i + 1}"
+            ))
+        if params.get("include_utility", True):
+            # the spec's default utility (its outcome weights, no biases) as one more arm
+            utility = LinearPolicy(model.spec_)
+            versions.append(self.store.add_policy(
+                name, "linear", utility.to_dict(), int(model_id), "utility (spec weights)"
             ))
         vecs = np.stack([p.to_vector() for p in front.policies])
         lo, hi = vecs.min(axis=0), vecs.max(axis=0)

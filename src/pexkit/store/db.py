@@ -129,10 +129,12 @@ class EventStore:
     # ------------------------------------------------------------ experiments
     def create_experiment(self, row: dict[str, Any]) -> bool:
         """Insert; False when the name exists."""
-        stmt = self._insert(t.experiments).values(**row).on_conflict_do_nothing()
+        stmt = (
+            self._insert(t.experiments).values(**row).on_conflict_do_nothing()
+            .returning(t.experiments.c.name)
+        )
         with self.engine.begin() as conn:
-            res = conn.execute(stmt)
-            created = bool(res.rowcount)
+            created = conn.execute(stmt).first() is not None
             if created:
                 conn.execute(
                     t.policies.insert().values(
@@ -271,19 +273,26 @@ class EventStore:
             return {p: int(c) for p, c in rows}
 
     # ------------------------------------------------------------ outcomes
-    def log_events(self, experiment: str, events: list[dict[str, Any]]) -> tuple[int, int]:
-        """Insert outcome events idempotently; return (accepted, duplicates)."""
+    def log_events(
+        self, experiment: str, events: list[dict[str, Any]], seen_twice: int = 0
+    ) -> tuple[int, int]:
+        """Insert outcome events idempotently; return (accepted, duplicates).
+
+        ``seen_twice`` counts duplicates the caller already dropped from the batch.
+        """
         stamp = now()
         rows = [{**e, "experiment": experiment, "created_at": stamp} for e in events]
         with self.engine.begin() as conn:
-            res = conn.execute(
-                self._insert(t.outcomes)
-                .on_conflict_do_nothing()
-                .returning(t.outcomes.c.event_id),
-                rows,
-            )
-            accepted = len(res.all())
-            dup = len(rows) - accepted
+            accepted = 0
+            if rows:
+                res = conn.execute(
+                    self._insert(t.outcomes)
+                    .on_conflict_do_nothing()
+                    .returning(t.outcomes.c.event_id),
+                    rows,
+                )
+                accepted = len(res.all())
+            dup = len(rows) - accepted + seen_twice
             if dup:
                 conn.execute(
                     t.experiments.update()
