@@ -1,6 +1,22 @@
-"""Understanding policies: policy trees and distillation (issue 5 in progress)."""
+"""Understanding policies and effects: policy trees, distillation, effect trees, segments."""
 
-from pexkit.explain.distill import DistilledPolicy, distill
-from pexkit.explain.policytree import PolicyTree, fit_policy_tree
+from pexkit.explain.distill import CompiledDistilledPolicy, DistilledPolicy, distill
+from pexkit.explain.effecttree import EffectLeaf, EffectTree, distill_effects
+from pexkit.explain.policytree import CompiledTree, PolicyLeaf, PolicyTree, fit_policy_tree
+from pexkit.explain.segments import Segments, feature_importance, segments
 
-__all__ = ["DistilledPolicy", "PolicyTree", "distill", "fit_policy_tree"]
+__all__ = [
+    "CompiledDistilledPolicy",
+    "CompiledTree",
+    "DistilledPolicy",
+    "EffectLeaf",
+    "EffectTree",
+    "PolicyLeaf",
+    "PolicyTree",
+    "Segments",
+    "distill",
+    "distill_effects",
+    "feature_importance",
+    "fit_policy_tree",
+    "segments",
+]
