@@ -35,6 +35,7 @@ bench: $(STAMP)
 	bash benchmarks/setup_peers.sh
 	$(BIN)/python benchmarks/run.py --out benchmarks/results
 	$(BIN)/python benchmarks/optimize_bench.py --out benchmarks/results
+	$(BIN)/python benchmarks/service_bench.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) .peers .obp demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from pexkit.store.localpg import create_database, local_postgres
 
 ADMIN = "test-admin-key-0123456789"
 
@@ -85,43 +83,8 @@ def _close_clients() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields a server URL prefix."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins:
-        pytest.fail("PostgreSQL is not installed: run `make test` (it installs it) "
-                    "or `bash scripts/install-system.sh`.")
-    bindir = bins[-1]
-    # not under pytest's tmp dir: that is private to root, and the server runs as postgres
-    base = Path(tempfile.mkdtemp(prefix="pexkit-pg-"))
-    base.chmod(0o755)
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    port = free_port()
-    as_root = os.geteuid() == 0
-    if as_root:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-
-    def run(*cmd: str) -> None:
-        full = ["runuser", "-u", "postgres", "--", *cmd] if as_root else list(cmd)
-        subprocess.run(full, check=True, capture_output=True)
-
-    run(f"{bindir}/initdb", "-A", "trust", "-U", "postgres", "-D", str(data))
-    run(f"{bindir}/pg_ctl", "-D", str(data), "-l", str(base / "pg.log"), "-w", "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=on", "start")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        run(f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _new_pg_db(prefix: str) -> str:
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{prefix}/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{prefix}/{name}"
+    with local_postgres() as prefix:
+        yield prefix
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -130,7 +93,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'events.db'}"
     prefix = request.getfixturevalue("postgres")
-    return _new_pg_db(prefix)
+    return create_database(prefix)
 
 
 @pytest.fixture
