@@ -1,0 +1,331 @@
+"""The dashboard: server-rendered pages at ``/`` (Jinja2, Plotly inlined, no network).
+
+``/`` lists the experiments; ``/experiments/{name}`` shows one: phase, spec,
+average effects, the interactive Pareto front (click a point to see that
+policy), candidates and online arms, the launched policy's backtest over time,
+its interpretable policy tree, and the effect segments. Pages need a key with
+the ``read`` scope, given once as ``?key=...`` (kept in an HttpOnly cookie).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import plotly.graph_objects as go
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pexkit.service.engine import DecisionService, RequestError
+
+__all__ = ["mount_dashboard"]
+
+_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("pexkit.service", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+
+
+@lru_cache(maxsize=1)
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return str(get_plotlyjs())
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    text = _env().get_template("dashboard.html.j2").render(
+        title=title, body=body, plotly_js=_plotly_js()
+    )
+    return HTMLResponse(text, status_code=status)
+
+
+def _fig(fig: go.Figure, div_id: str) -> str:
+    fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=380,
+                      template="plotly_white")
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                           config=_CONFIG))
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    try:
+        return f"{float(x):+.{digits}g}"
+    except (TypeError, ValueError):
+        return _e(x)
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str], table_id: str = "") -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(f"<td>{_num(v) if isinstance(v, float) else _e('' if v is None else v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class _Explain:
+    """Policy tree and segments per (experiment, model, policy): computed once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, svc: DecisionService, name: str, row: dict[str, Any]) -> dict[str, Any] | None:
+        model_id = row["state"].get("model_id")
+        if model_id is None:
+            return None
+        version = row["launched_version"]
+        if version is None:  # not launched: explain the utility candidate
+            pols = [p for p in svc.store.policies(name) if p["label"].startswith("utility")]
+            version = pols[-1]["version"] if pols else None
+        key = (name, model_id, version)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        out = self._compute(svc, int(model_id), name, version)
+        with self._lock:
+            self._cache[key] = out
+        return out
+
+    @staticmethod
+    def _compute(svc: DecisionService, model_id: int, name: str, version: int | None) -> dict[str, Any]:
+        from pexkit import explain
+        from pexkit.policy.linear import LinearPolicy
+
+        model = svc._model(model_id)
+        out: dict[str, Any] = {"version": version}
+        if version is not None:
+            prow = svc.store.policy(name, version)
+            if prow is not None and prow["kind"] == "linear":
+                policy = LinearPolicy(model.spec_, weights=prow["params"]["weights"],
+                                      biases=prow["params"]["biases"])
+                tree = explain.distill(policy, model, max_depth=3)
+                out["tree_text"] = str(tree)
+                out["fidelity"] = (tree.fidelity, *tree.fidelity_ci)
+                out["value_kept"] = (tree.value_kept, *tree.value_kept_ci)
+        if hasattr(explain, "segments"):
+            seg = explain.segments(model, max_depth=2)
+            out["segments"] = seg.to_frame().to_dict(orient="records")
+        if hasattr(explain, "feature_importance"):
+            imp = explain.feature_importance(model)
+            out["importance"] = imp.to_dict(orient="records")
+        return out
+
+
+def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
+    """Add the dashboard routes to ``app``."""
+    explainer = _Explain()
+
+    def authorized(request: Request) -> str | None:
+        key = request.query_params.get("key") or request.cookies.get("pexkit_key")
+        if not key:
+            return None
+        scopes = svc().store.key_scopes(key)
+        if scopes is None or not ({"read", "admin"} & scopes):
+            return None
+        return key
+
+    def login(status: int = 401) -> HTMLResponse:
+        body = (
+            "<section><h1>Sign in</h1><p>The dashboard needs an API key with the "
+            "<code>read</code> scope.</p><form method='get'><input name='key' type='password' "
+            "size='40' aria-label='API key'> <button>Open</button></form></section>"
+        )
+        return _page("sign in", body, status)
+
+    def with_cookie(resp: Response, request: Request, key: str) -> Response:
+        if request.query_params.get("key"):
+            resp.set_cookie("pexkit_key", key, httponly=True, samesite="strict")
+        return resp
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> Response:
+        key = authorized(request)
+        if key is None:
+            return login()
+        rows = []
+        for e in svc().store.experiments():
+            d = svc().describe(e["name"])
+            rows.append(
+                f"<tr><td><a href='/experiments/{_e(d['name'])}'>{_e(d['name'])}</a></td>"
+                f"<td><span class='phase {_e(d['phase'])}'>{_e(d['phase'])}</span></td>"
+                f"<td>{sum(d['assignments'].values()):,}</td><td>{d['events']:,}</td>"
+                f"<td>{_e(d['launched_version'] or '–')}</td></tr>"
+            )
+        body = (
+            "<h1>Experiments</h1><section><table id='experiments'><thead><tr><th>experiment</th>"
+            "<th>phase</th><th>units</th><th>events</th><th>launched version</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></section>"
+        )
+        return with_cookie(_page("experiments", body), request, key)
+
+    @app.get("/experiments/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def experiment_page(name: str, request: Request) -> Response:
+        key = authorized(request)
+        if key is None:
+            return login()
+        try:
+            body = _experiment_body(svc(), name, explainer)
+        except RequestError as exc:
+            return _page("not found", f"<section><p>{_e(exc.message)}</p></section>", exc.status)
+        if request.query_params.get("key"):
+            resp = RedirectResponse(f"/experiments/{name}", status_code=303)
+            return with_cookie(resp, request, key)
+        return _page(name, body)
+
+
+def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> str:
+    d = svc.describe(name)
+    row = svc._experiment(name)
+    parts = [
+        f"<h1>{_e(name)} <span class='phase {_e(d['phase'])}' id='phase'>{_e(d['phase'])}</span></h1>",
+        "<section><div class='grid'><div><h2>Status</h2>"
+        + _table([{"what": k, "value": v} for k, v in (
+            ("units by phase", ", ".join(f"{p}: {n:,}" for p, n in d["assignments"].items()) or "0"),
+            ("outcome events", f"{d['events']:,}"), ("duplicates ignored", d["duplicates"]),
+            ("launched version", d["launched_version"] or "–"),
+            ("holdout", f"{d['holdout']:.0%}"), ("model", d["model_id"] or "not trained"),
+        )], ["what", "value"])
+        + "</div><div><h2>Spec</h2><pre id='spec'>"
+        + _e(yaml.safe_dump({**d["spec"], "tracking": d["tracking"]}, sort_keys=False))
+        + "</pre></div></div></section>",
+    ]
+    if d["ate"]:
+        parts.append("<section><h2>Average effects vs control (DR, 95% CI)</h2>"
+                     + _table(d["ate"], ["treatment", "outcome", "estimate", "se", "ci_low", "ci_high"],
+                              "ate") + "</section>")
+    front = row["state"].get("front")
+    if front:
+        parts.append(_front_section(front))
+    arms = svc.tune_results(name)
+    if arms:
+        outs = [o["name"] for o in d["spec"]["outcomes"]] + [t["name"] for t in d["tracking"]]
+        flat = []
+        for a in arms:
+            m = a["metrics"] or {}
+            flat.append({"round": a["epoch"], "arm": a["arm"], "version": a["version"],
+                         "units": m.get("n", 0),
+                         **{o: (m[o]["mean"] if o in m else None) for o in outs}})
+        parts.append("<section><h2>Online arms (tune phase)</h2>"
+                     + _table(flat, ["round", "arm", "version", "units", *outs], "arms")
+                     + "</section>")
+    if row["state"].get("launch_epoch") is not None:
+        parts.append(_backtest_section(svc.backtest(name)))
+    try:
+        ex = explainer.get(svc, name, row)
+    except Exception as exc:  # noqa: BLE001 - the page still renders
+        ex = {"error": str(exc)}
+    if ex:
+        parts.append(_explain_section(ex))
+    return "".join(parts)
+
+
+def _front_section(front: dict[str, Any]) -> str:
+    outs = [o["name"] for o in front["outcomes"]]
+    pols = front["policies"]
+    x_name, y_name = outs[0], outs[1] if len(outs) > 1 else outs[0]
+    color = outs[2] if len(outs) > 2 else None
+    fig = go.Figure()
+    for cand in (False, True):
+        sub = [p for p in pols if bool(p.get("candidate")) == cand]
+        if not sub:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p["lift"][x_name] for p in sub], y=[p["lift"][y_name] for p in sub],
+            mode="markers", name="candidate" if cand else "front",
+            customdata=[p["id"] for p in sub],
+            marker={"size": 13 if cand else 8, "symbol": "star" if cand else "circle",
+                    "color": [p["lift"][color] for p in sub] if color else None,
+                    "colorscale": "Viridis", "showscale": not cand and color is not None,
+                    "colorbar": {"title": color} if color else None},
+            hovertemplate="policy %{customdata}<br>" + x_name + " %{x:.4g}<br>" + y_name
+            + " %{y:.4g}<extra></extra>",
+        ))
+    fig.update_layout(title=f"Pareto front: DR lift vs control ({len(pols)} policies; "
+                      "click a point)", xaxis_title=f"{x_name} lift", yaxis_title=f"{y_name} lift")
+    data = json.dumps({str(p["id"]): p for p in pols})
+    script = (
+        "<script>(function(){const P=" + data + ";const el=document.getElementById('front');"
+        "el.on('plotly_click',function(ev){const p=P[String(ev.points[0].customdata)];"
+        "const d=document.getElementById('policy-detail');"
+        "const f=(o)=>Object.entries(o).map(([k,v])=>k+': '+(typeof v==='number'?v.toPrecision(4):JSON.stringify(v))).join(', ');"
+        "d.innerHTML='<h2>Policy '+p.id+(p.candidate?' (candidate)':'')+'</h2>'+"
+        "'<p><b>weights</b> '+f(p.weights)+'</p><p><b>lift</b> '+f(p.lift)+'</p>'+"
+        "'<p><b>share</b> '+f(p.share)+'</p><p><b>biases</b> '+JSON.stringify(p.biases)+'</p>';"
+        "});})();</script>"
+    )
+    hv = front.get("hypervolume")
+    return ("<section><h2>Offline Pareto front</h2><p class='muted'>hypervolume "
+            f"{_num(hv)}; reference point {_e(front.get('reference_point'))}</p>"
+            + _fig(fig, "front") + "<div id='policy-detail' class='muted'>Click a point to see "
+            "its policy.</div>" + script + "</section>")
+
+
+def _backtest_section(bt: dict[str, Any]) -> str:
+    rows = bt["outcomes"]
+    fig = go.Figure()
+    pts = [(c["units"], next((r for r in c["outcomes"] if r["outcome"] == "utility"), {}))
+           for c in bt["over_time"]]
+    pts = [(u, r) for u, r in pts if "lift" in r]
+    if pts:
+        xs = [u for u, _ in pts]
+        fig.add_trace(go.Scatter(x=xs + xs[::-1],
+                                 y=[r["ci_high"] for _, r in pts] + [r["ci_low"] for _, r in pts][::-1],
+                                 fill="toself", line={"width": 0}, name="95% CI",
+                                 fillcolor="rgba(66,133,244,0.2)"))
+        fig.add_trace(go.Scatter(x=xs, y=[r["lift"] for _, r in pts], mode="lines+markers",
+                                 name="utility lift"))
+    fig.update_layout(title="Backtest over time: policy - holdout (utility)",
+                      xaxis_title="units launched", yaxis_title="lift")
+    return ("<section><h2>Launched policy vs holdout (version "
+            f"{_e(bt['version'])}, holdout {bt['holdout']:.0%})</h2><div class='grid'><div>"
+            + _table(rows, ["outcome", "n_policy", "n_holdout", "lift", "ci_low", "ci_high"],
+                     "backtest")
+            + "</div><div>" + _fig(fig, "backtest-plot") + "</div></div></section>")
+
+
+def _explain_section(ex: dict[str, Any]) -> str:
+    parts = ["<section><h2>Interpretable policy (depth-3 tree"
+             + (f", policy version {_e(ex['version'])}" if ex.get("version") else "") + ")</h2>"]
+    if "error" in ex:
+        parts.append(f"<p class='neg'>could not explain: {_e(ex['error'])}</p>")
+    if "tree_text" in ex:
+        f, flo, fhi = ex["fidelity"]
+        v, vlo, vhi = ex["value_kept"]
+        parts.append(f"<p>fidelity {f:.1%} [{flo:.1%}, {fhi:.1%}] · value kept {v:.1%} "
+                     f"[{vlo:.1%}, {vhi:.1%}]</p><pre id='policy-tree'>{_e(ex['tree_text'])}</pre>")
+    parts.append("</section>")
+    if ex.get("segments"):
+        segs = ex["segments"]
+        cols = [c for c in ("segment", "rule", "size", "treatment", "outcome", "estimate",
+                            "ci_low", "ci_high") if c in segs[0]]
+        parts.append("<section><h2>Segments (honest DR estimates, 95% CI)</h2>"
+                     + _table(segs, cols, "segments") + "</section>")
+    if ex.get("importance"):
+        imp = ex["importance"][:15]
+        fig = go.Figure(go.Bar(x=[r.get("importance", 0) for r in imp][::-1],
+                               y=[r.get("feature") for r in imp][::-1], orientation="h"))
+        fig.update_layout(title="What drives the effects (feature importance)")
+        parts.append("<section>" + _fig(fig, "importance") + "</section>")
+    return "".join(parts)

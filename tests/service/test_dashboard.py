@@ -1,0 +1,103 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Playwright
+against a `pexkit serve` started by the test on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ADMIN, client
+from .test_phases import WEIGHTS, World
+from .test_api import spec_dict
+
+NAME = "notif"
+ARTIFACTS = Path(os.environ.get("PEXKIT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from .conftest import Server
+
+    tmp = tmp_path_factory.mktemp("dash")
+    srv = Server(f"sqlite:///{tmp / 'events.db'}", tmp).start()
+    api = client(srv.url, ADMIN, timeout=120)
+    spec = spec_dict()
+    spec["outcomes"] = [{"name": o, "goal": g, "weight": WEIGHTS[o]} for o, g in
+                        (("engagement", "maximize"), ("unsubscribe", "minimize"),
+                         ("revenue", "maximize"))]
+    api.create_experiment(spec, tracking=[{"name": "retention_90d"}], salt="dash-salt-0001")
+    world = World(api, seed=3)
+    world.run(3000)
+    api.run_job(NAME, "train", learner="t", n_folds=2)
+    api.run_job(NAME, "optimize", budget=300, q=3)
+    version = next(p["version"] for p in api.policies(NAME) if p["label"].startswith("utility"))
+    api.launch(NAME, version)
+    world.run(1500)
+    api.close()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: `make test` installs it "
+                    "(bash scripts/install-system.sh).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: errors.append(f"network: {r.url}")
+            if not r.url.startswith(("http://127.0.0.1", "data:", "about:")) else None)
+    page.goto(url)
+    return page, errors
+
+
+def test_dashboard_needs_a_key(launched: Any, browser: Any) -> None:
+    page, errors = open_page(browser, launched.url + "/")
+    assert "Sign in" in page.content()
+    page.close()
+
+
+def test_experiment_page_renders_front_tree_segments(launched: Any, browser: Any) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, errors = open_page(browser, f"{launched.url}/?key={ADMIN}")
+    assert page.locator("#experiments").inner_text().count(NAME) == 1
+    page.click(f"text={NAME}")
+    page.wait_for_selector("#front .main-svg")
+    assert page.locator("#phase").inner_text() == "launched"
+    # the front has points; the tree and segments are there
+    points = page.locator("#front .scatterlayer .point")
+    assert points.count() >= 3
+    tree = page.locator("#policy-tree").inner_text()
+    assert any(arm in tree for arm in ("control", "light", "heavy"))
+    assert page.locator("#segments tbody tr").count() >= 2
+    assert page.locator("#backtest tbody tr").count() == 5  # 4 outcomes + utility
+    page.screenshot(path=str(ARTIFACTS / "dashboard-experiment.png"), full_page=True)
+    # clicking a front point shows that policy
+    point = points.nth(points.count() // 2)
+    point.scroll_into_view_if_needed()
+    point.hover(force=True)  # Plotly computes hover data on mouse moves; a click then fires
+    page.wait_for_selector(".hoverlayer .hovertext")
+    point.click(force=True)
+    page.wait_for_function("document.getElementById('policy-detail').innerText.includes('Policy')")
+    detail = page.locator("#policy-detail").inner_text()
+    assert "weights" in detail and "lift" in detail
+    page.locator("#policy-detail").screenshot(path=str(ARTIFACTS / "dashboard-policy-click.png"))
+    assert errors == []
+    page.close()
