@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from .conftest import ADMIN, client
-from .test_phases import WEIGHTS, World
 from .test_api import spec_dict
+from .test_phases import WEIGHTS, World
 
 NAME = "notif"
 ARTIFACTS = Path(os.environ.get("PEXKIT_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))

@@ -285,7 +285,7 @@ def _front_section(front: dict[str, Any]) -> str:
 def _backtest_section(bt: dict[str, Any]) -> str:
     rows = bt["outcomes"]
     fig = go.Figure()
-    pts = [(c["units"], next((r for r in c["outcomes"] if r["outcome"] == "utility"), {}))
+    pts: list[tuple[int, dict[str, Any]]] = [(c["units"], next((r for r in c["outcomes"] if r["outcome"] == "utility"), {}))
            for c in bt["over_time"]]
     pts = [(u, r) for u, r in pts if "lift" in r]
     if pts:

@@ -70,9 +70,7 @@ class OnlineTuner:
                 botorch_acqf_class=qLogNParEGO if len(objectives) > 1 else None,
             )
         )
-        tuner = cls(client, spec)
-        tuner._meta = {"spec": spec.to_dict()}
-        return tuner
+        return cls(client, spec)
 
     def attach(self, policy: LinearPolicy) -> int:
         names = _names(self.spec)

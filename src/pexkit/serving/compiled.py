@@ -292,11 +292,13 @@ class CompiledPolicy:
 
     def choose_matrix(self, X: FloatArray) -> IntArray:
         """Treatment index per encoded row."""
-        return np.argmax(self.utilities_matrix(X), axis=1).astype(np.int64)
+        actions: IntArray = np.argmax(self.utilities_matrix(X), axis=1).astype(np.int64)
+        return actions
 
     def choose(self, frame: Any) -> IntArray:
         """Treatment index per row of a DataFrame (spec features) or LoggedData."""
-        return self.choose_matrix(self.matrix(frame))
+        out: IntArray = self.choose_matrix(self.matrix(frame))
+        return out
 
 
 def _terms(model: EffectModel, cells: list[tuple[int, int]]) -> list[tuple[Any, int, int, float, float]]:

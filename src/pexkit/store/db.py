@@ -95,10 +95,12 @@ class EventStore:
     # ------------------------------------------------------------ helpers
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
 
     def close(self) -> None:
         self.engine.dispose()
