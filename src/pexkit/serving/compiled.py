@@ -144,12 +144,9 @@ def _tree_leaf(  # noqa: PLR0913
             else:
                 go_left = v <= threshold[node]
         else:
-            if np.isnan(v):
-                if missing[node] == 2:
-                    go_left = False
-                    node = right[node]
-                    continue
-                v = 0.0
+            if np.isnan(v):  # LightGBM: missing categories always go right
+                node = right[node]
+                continue
             iv = int(v)
             if iv < 0:
                 go_left = False
