@@ -27,7 +27,17 @@ from pexkit.exceptions import (
     SampleRatioMismatchWarning,
     SpecError,
 )
-from pexkit.explain import distill
+from pexkit.explain import (
+    DistilledPolicy,
+    EffectTree,
+    PolicyTree,
+    Segments,
+    distill,
+    distill_effects,
+    feature_importance,
+    fit_policy_tree,
+    segments,
+)
 from pexkit.optimize import (
     Guardrail,
     ParetoFront,
@@ -45,7 +55,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "Decision",
+    "DistilledPolicy",
     "EffectModel",
+    "EffectTree",
     "ExperimentSpec",
     "Guardrail",
     "InvalidDataError",
@@ -58,17 +70,22 @@ __all__ = [
     "PexkitError",
     "PexkitWarning",
     "PolicyScores",
+    "PolicyTree",
     "PolicyValue",
     "PolicyValues",
     "SampleRatioMismatchWarning",
     "SampleRatioTest",
+    "Segments",
     "Simulation",
     "SpecError",
     "build_scores",
     "choose_batch",
     "distill",
+    "distill_effects",
     "evaluate_policies",
     "evaluate_policy",
+    "feature_importance",
+    "fit_policy_tree",
     "hillstrom_spec",
     "hypervolume",
     "is_non_dominated",
@@ -76,5 +93,6 @@ __all__ = [
     "load_ihdp",
     "load_policies",
     "optimize_policies",
+    "segments",
     "simulate",
 ]

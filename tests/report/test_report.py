@@ -41,3 +41,28 @@ def test_tradeoff_sentences_name_gains_costs_and_shares(sim, fitted):
 def test_report_on_srm_warns(sim, fitted):
     html = render_report(sim.data, fitted, px.optimize_policies(fitted, sim.data, method="sobol", budget=16))
     assert "Balanced" in html
+
+
+def test_report_explains_the_headline_policy_and_its_segments(sim, fitted):
+    from pexkit.explain import distill, segments
+
+    front = px.optimize_policies(fitted, sim.data, method="sobol", budget=32)
+    html = render_report(sim.data, fitted, front)
+    for section in ("Interpretable policy", "Segments", "fidelity", "value kept", "gain kept",
+                    "What drives the effects"):
+        assert section in html
+    # the rule list is escaped HTML, one indented line per rule
+    assert "if " in html and "&lt;=" in html and "padding-left: 1.6em" in html
+    # precomputed pieces are used as given
+    policy = px.LinearPolicy(sim.spec, {"engagement": 1.0, "unsubscribe": 2.0, "revenue": 0.5})
+    tree = distill(policy, fitted, sim.data, max_depth=2)
+    segs = segments(fitted, sim.data, max_depth=1)
+    html = render_report(sim.data, fitted, front, distilled=tree, segments=segs)
+    for line in str(tree.tree).splitlines():
+        assert line.strip().replace("<", "&lt;").replace(">", "&gt;") in html
+    rows = re.findall(r'<td class="l">S\d</td>', html)
+    assert len(rows) == len(segs)
+    assert not re.search(r"<script[^>]+src=", html)
+    # and can be left out
+    plain = render_report(sim.data, fitted, front, explain=False)
+    assert "Interpretable policy" not in plain and 'id="segments"' not in plain

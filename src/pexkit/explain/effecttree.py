@@ -24,7 +24,7 @@ from sklearn.tree import DecisionTreeRegressor
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.exceptions import InvalidDataError, InvalidParameterError
-from pexkit.explain._rules import condition
+from pexkit.explain._rules import condition, describe_path
 from pexkit.spec import ExperimentSpec
 
 __all__ = ["EffectLeaf", "EffectTree", "distill_effects"]
@@ -148,13 +148,16 @@ class EffectTree:
         return out
 
     # --------------------------------------------------------------- rules
-    def _condition(self, node: int, left: bool) -> str:
+    def _split(self, node: int, left: bool) -> tuple[str, float, bool, list[str] | None, bool | None]:
         tree = self.estimator.tree_
         name = self.feature_names[int(tree.feature[node])]
         missing_left: bool | None = None
         if name in self.missing:
             missing_left = bool(tree.missing_go_to_left[node])
-        return condition(name, float(tree.threshold[node]), left, self.categories.get(name), missing_left)
+        return name, float(tree.threshold[node]), left, self.categories.get(name), missing_left
+
+    def _condition(self, node: int, left: bool) -> str:
+        return condition(*self._split(node, left))
 
     def leaves(self) -> list[EffectLeaf]:
         """Leaves left to right with their rules, sizes and mean effects."""
@@ -163,17 +166,17 @@ class EffectTree:
         total = int(tree.n_node_samples[0])
         out: list[EffectLeaf] = []
 
-        def walk(node: int, path: list[str]) -> None:
+        def walk(node: int, path: list[Any]) -> None:
             left, right = int(tree.children_left[node]), int(tree.children_right[node])
             if left < 0:
                 effects = np.zeros((K, M))
                 z = np.asarray(tree.value[node][:, 0]).reshape(K - 1, M)
                 effects[1:] = self.center + self.scale * z
                 n = int(tree.n_node_samples[node])
-                out.append(EffectLeaf(len(out), node, path, n, n / total, effects))
+                out.append(EffectLeaf(len(out), node, describe_path(path), n, n / total, effects))
                 return
-            walk(left, [*path, self._condition(node, True)])
-            walk(right, [*path, self._condition(node, False)])
+            walk(left, [*path, self._split(node, True)])
+            walk(right, [*path, self._split(node, False)])
 
         walk(0, [])
         return out

@@ -26,7 +26,7 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from pexkit.exceptions import InvalidParameterError
-from pexkit.explain._rules import condition, format_number
+from pexkit.explain._rules import condition, describe_path, format_number
 
 __all__ = ["CompiledTree", "PolicyLeaf", "PolicyTree", "fit_policy_tree"]
 
@@ -410,11 +410,7 @@ class PolicyTree:
         return walk(self.root)
 
     def _condition(self, node: _Node, left: bool) -> str:
-        name = self.feature_names[node.feature]
-        return condition(
-            name, node.threshold, left, self.categories.get(name),
-            True if name in self.missing else None,
-        )
+        return condition(*self._split(node, left))
 
     def _leaf_nodes(self) -> list[_Node]:
         out: list[_Node] = []
@@ -430,21 +426,28 @@ class PolicyTree:
         walk(self.root)
         return out
 
+    def _split(self, node: _Node, left: bool) -> tuple[str, float, bool, list[str] | None, bool | None]:
+        name = self.feature_names[node.feature]
+        return (
+            name, node.threshold, left, self.categories.get(name),
+            True if name in self.missing else None,
+        )
+
     def leaves(self) -> list[PolicyLeaf]:
         """Leaves left to right, each with its conditions, action and training share."""
         out: list[PolicyLeaf] = []
         total = max(self.root.n, 1)
 
-        def walk(node: _Node, path: list[str]) -> None:
+        def walk(node: _Node, path: list[Any]) -> None:
             if node.is_leaf:
                 out.append(PolicyLeaf(
-                    len(out), path, node.action, self.action_names[node.action], node.n,
-                    node.n / total,
+                    len(out), describe_path(path), node.action, self.action_names[node.action],
+                    node.n, node.n / total,
                 ))
                 return
             assert node.left is not None and node.right is not None
-            walk(node.left, [*path, self._condition(node, True)])
-            walk(node.right, [*path, self._condition(node, False)])
+            walk(node.left, [*path, self._split(node, True)])
+            walk(node.right, [*path, self._split(node, False)])
 
         walk(self.root, [])
         return out

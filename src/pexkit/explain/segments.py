@@ -74,6 +74,8 @@ class Segments:
         How the segments were found and estimated, in words.
     n_units : int
         Units behind the estimates.
+    units : ndarray of int
+        Their row positions in the data.
     confidence : float
     """
 
@@ -83,7 +85,14 @@ class Segments:
     honest: bool
     method: str
     n_units: int
+    units: IntArray
     confidence: float = 0.95
+
+    def assign(self, X: Any) -> NDArray[np.str_]:
+        """Segment label per row of a frame, LoggedData or encoded matrix."""
+        labels = np.array([f"S{i + 1}" for i in range(len(self.tree.leaves()))])
+        out: NDArray[np.str_] = labels[self.tree.apply(X)]
+        return out
 
     def __len__(self) -> int:
         return int(self.frame["segment"].nunique())
@@ -273,7 +282,7 @@ def segments(
                     "best_treatment": spec.arms[int(best[m])],
                 })
     frame = pd.DataFrame(records, columns=COLUMNS)
-    return Segments(tree, frame, spec, honest, method, n_est, 1 - alpha)
+    return Segments(tree, frame, spec, honest, method, n_est, rows, 1 - alpha)
 
 
 def feature_importance(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, select_autoescape
 from plotly.offline import get_plotlyjs
@@ -14,7 +15,10 @@ from plotly.subplots import make_subplots
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.effects.diagnostics import calibration, uplift_curve
+from pexkit.explain import DistilledPolicy, Segments, distill, feature_importance
+from pexkit.explain import segments as find_segments
 from pexkit.optimize import ParetoFront
+from pexkit.policy import LinearPolicy
 
 __all__ = ["render_report", "tradeoff_sentences", "write_report"]
 
@@ -164,10 +168,124 @@ def _history_figure(front: ParetoFront) -> go.Figure | None:
     return fig
 
 
+def _headline_policy(front: ParetoFront) -> int | None:
+    """The personalized front policy the summary leads with (largest summed objective)."""
+    labels = front.labels
+    on = np.flatnonzero(front.on_front & ~np.array([lab.startswith("all ") for lab in labels]))
+    if not len(on):
+        return None
+    return int(on[np.argmax(front.objectives[on].sum(axis=1))])
+
+
+def _ci_text(est: float, lo: float, hi: float, pct: bool = False) -> str:
+    def one(x: float) -> str:
+        if not np.isfinite(x):
+            return "∞" if x > 0 else "−∞"
+        return f"{x:.1%}" if pct else _num(x)
+
+    return f"{one(est)} [{one(lo)}, {one(hi)}]"
+
+
+def _explain_context(
+    data: LoggedData, model: EffectModel, front: ParetoFront,
+    distilled: DistilledPolicy | None, segs: Segments | None, importance: pd.DataFrame | None,
+    explain: bool,
+) -> dict[str, Any]:
+    """Template values of the "Interpretable policy" and "Segments" sections."""
+    spec = data.spec
+    context: dict[str, Any] = {"explain": explain}
+    if not explain:
+        return context
+    label = None
+    if distilled is None:
+        p = _headline_policy(front)
+        if p is not None:
+            policy: LinearPolicy = front.policies[p]
+            label = front.labels[p]
+            distilled = distill(policy, model, data, max_depth=3)
+    if distilled is not None:
+        lifts = distilled.lifts
+        context["policy_label"] = label or "the chosen policy"
+        context["distilled"] = {
+            "fidelity": _ci_text(distilled.fidelity, *distilled.fidelity_ci, pct=True),
+            "value_kept": _ci_text(distilled.value_kept, *distilled.value_kept_ci, pct=True),
+            "gain_kept": _ci_text(distilled.gain_kept, *distilled.gain_kept_ci, pct=True),
+            "baseline": distilled.baseline,
+            "evaluation": distilled.evaluation,
+            "lifts": [
+                {"name": name, "lift": _ci_text(row["lift"], row["ci_low"], row["ci_high"])}
+                for name, row in lifts.items()
+            ],
+            "rules": [
+                {"indent": round(level * 1.6, 1), "text": text}
+                for level, text in distilled.rule_lines()
+            ],
+            "shares": ", ".join(f"{v:.0%} {a}" for a, v in distilled.shares.items() if v > 0.005),
+        }
+    segs = segs if segs is not None else find_segments(model, data, max_depth=2)
+    cells = [(a, o) for a in spec.arms[1:] for o in spec.outcome_names]
+    rows = []
+    for seg in segs.to_dict()["segments"]:
+        by_cell = {(e["treatment"], e["outcome"]): e for e in seg["effects"]}
+
+        def cell(c: tuple[str, str], by_cell: dict[tuple[str, str], Any] = by_cell) -> str:
+            e = by_cell.get(c)
+            if e is None:
+                return "-"
+            nan = float("nan")
+            lo, hi = e["ci_low"], e["ci_high"]
+            return _ci_text(e["estimate"], nan if lo is None else lo, nan if hi is None else hi)
+
+        rows.append({
+            "segment": seg["segment"], "rule": seg["rule"], "share": f"{seg['share']:.0%}",
+            "size": f"{seg['size']:,}", "cells": [cell(c) for c in cells],
+            "best": [seg["best"].get(o, "-") for o in spec.outcome_names],
+        })
+    context["segments"] = {
+        "method": segs.method, "honest": segs.honest, "rows": rows,
+        "cells": [f"{a} · {o}" for a, o in cells],
+    }
+    imp = importance if importance is not None else feature_importance(model, data)
+    top = imp.head(15).iloc[::-1]
+    fig = go.Figure(go.Bar(
+        x=top["importance"], y=top["feature"], orientation="h", marker={"color": "#1a73e8"},
+        hovertemplate="%{y}: %{x:.1%} of the effects' explained variance<extra></extra>",
+    ))
+    fig.update_layout(
+        height=max(220, 28 * len(top) + 80), title="What drives the effects (feature importance)",
+        xaxis_title="share of explained effect variance", xaxis_tickformat=".0%",
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+    )
+    context["importance_fig"] = fig
+    return context
+
+
 def render_report(
-    data: LoggedData, model: EffectModel, front: ParetoFront, candidates: ParetoFront | None = None
+    data: LoggedData,
+    model: EffectModel,
+    front: ParetoFront,
+    candidates: ParetoFront | None = None,
+    *,
+    explain: bool = True,
+    distilled: DistilledPolicy | None = None,
+    segments: Segments | None = None,
+    importance: pd.DataFrame | None = None,
 ) -> str:
-    """Return the report's HTML (self-contained: Plotly's JS is inlined once, in the head)."""
+    """Return the report's HTML (self-contained: Plotly's JS is inlined once, in the head).
+
+    Parameters
+    ----------
+    data, model, front, candidates
+        The analysis; ``candidates`` default to ``front.select(4)``.
+    explain : bool
+        Add the "Interpretable policy" and "Segments" sections.
+    distilled : DistilledPolicy, optional
+        Default: ``distill`` of the summary's headline policy, depth 3.
+    segments : Segments, optional
+        Default: ``pexkit.explain.segments(model, data)``.
+    importance : DataFrame, optional
+        Default: ``pexkit.explain.feature_importance(model, data)``.
+    """
     from pexkit import __version__
 
     spec = data.spec
@@ -229,8 +347,11 @@ def render_report(
             return ""
         return str(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
 
+    explained = _explain_context(data, model, front, distilled, segments, importance, explain)
+    explained["importance_html"] = html(explained.pop("importance_fig", None))
     template = env.get_template("report.html.j2")
     return template.render(
+        **explained,
         plotly_js=get_plotlyjs(),
         title=spec.name, version=__version__, n_units=f"{data.n_units:,}", arms=list(spec.arms),
         outcomes=list(spec.outcome_names), control=spec.control, arm_rows=arm_rows,
@@ -248,10 +369,16 @@ def render_report(
 
 def write_report(
     path: str | Path, data: LoggedData, model: EffectModel, front: ParetoFront,
-    candidates: ParetoFront | None = None, **_: Any,
+    candidates: ParetoFront | None = None, *, explain: bool = True,
+    distilled: DistilledPolicy | None = None, segments: Segments | None = None,
+    importance: pd.DataFrame | None = None, **_: Any,
 ) -> Path:
-    """Write report.html."""
+    """Write report.html (options as in :func:`render_report`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(data, model, front, candidates), encoding="utf-8")
+    text = render_report(
+        data, model, front, candidates, explain=explain, distilled=distilled,
+        segments=segments, importance=importance,
+    )
+    path.write_text(text, encoding="utf-8")
     return path
