@@ -37,9 +37,13 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Any:
     api.run_job(NAME, "train", learner="t", n_folds=2)
     api.run_job(NAME, "optimize", budget=300, q=3)
     version = next(p["version"] for p in api.policies(NAME) if p["label"].startswith("utility"))
-    api.launch(NAME, version)
-    world.run(1500)
+    # launch the interpretable version: the utility policy distilled into a depth-3 tree
+    tree = api.run_job(NAME, "distill", version=version, max_depth=3)
+    assert tree["source_version"] == version and 0 <= tree["fidelity"] <= 1
+    api.launch(NAME, tree["version"])
+    decisions, feats = world.run(1500, with_features=True)
     api.close()
+    srv.tree_version, srv.decisions, srv.features = tree["version"], decisions, feats
     yield srv
     srv.kill()
 
@@ -66,6 +70,25 @@ def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
             if not r.url.startswith(("http://127.0.0.1", "data:", "about:")) else None)
     page.goto(url)
     return page, errors
+
+
+def test_launched_tree_serves_its_own_choices(launched: Any) -> None:
+    import pickle
+
+    from pexkit.store.db import EventStore
+
+    store = EventStore(launched.db)
+    try:
+        prow = store.policy(NAME, launched.tree_version)
+        assert prow is not None and prow["kind"] == "tree"
+        tree = pickle.loads(store.model_blob(int(prow["model_id"])))
+    finally:
+        store.close()
+    served = [i for i, d in enumerate(launched.decisions) if not d.holdout]
+    assert {launched.decisions[i].policy_version for i in served} == {launched.tree_version}
+    expected = tree.choose(launched.features.iloc[served].reset_index(drop=True))
+    got = [launched.decisions[i].treatment_index for i in served]
+    assert list(expected) == got
 
 
 def test_dashboard_needs_a_key(launched: Any, browser: Any) -> None:

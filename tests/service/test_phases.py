@@ -32,7 +32,7 @@ class World:
         self.rng = np.random.default_rng(seed)
         self.next_id = 0
 
-    def run(self, n: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    def run(self, n: int, with_features: bool = False) -> Any:
         feats = self.sc.features(n, self.rng)
         ids = [f"u{self.next_id + i}" for i in range(n)]
         self.next_id += n
@@ -48,6 +48,8 @@ class World:
                    "event_id": f"{ids[i]}:{o}"} for i in range(n) for m, o in enumerate(OUTCOMES)]
         for j in range(0, len(events), 4000):
             self.api.log_batch(NAME, events[j:j + 4000])
+        if with_features:
+            return decisions, feats
         return decisions, mu, t
 
 
@@ -121,3 +123,10 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
         half = (rows[o]["ci_high"] - rows[o]["ci_low"]) / 2 * 3.29 / 1.96  # 99.9% band
         assert abs(rows[o]["lift"] - oracle) <= half, o
     assert len(bt["over_time"]) == 8 and bt["over_time"][-1]["units"] == 8000
+
+    # after kill -9 and a restart the launched version is rebuilt from the store
+    srv.kill()
+    srv2 = servers(db_url, port=srv.port)
+    world.api = client(srv2.url, ADMIN, timeout=120)
+    decisions, _, _ = world.run(300)
+    assert {d.policy_version for d in decisions if not d.holdout} == {utility_version}

@@ -94,3 +94,13 @@ def test_bad_yaml(tmp_path):
         px.ExperimentSpec.from_yaml(DESIGN_YAML + "colour: red\n")
     with pytest.raises(px.SpecError, match="no 'features'"):
         px.ExperimentSpec.from_yaml("treatment: {column: t, arms: [a, b]}\noutcomes: [y]\n")
+
+
+def test_spec_pickles_through_its_yaml_form() -> None:
+    import pickle
+
+    import pexkit as px
+
+    spec = px.simulate("notifications", n_units=10, seed=0).spec
+    back = pickle.loads(pickle.dumps(spec))
+    assert back == spec and back.to_dict() == spec.to_dict()

@@ -83,7 +83,7 @@ class LogResult(BaseModel):
 
 
 class JobRequest(BaseModel):
-    kind: Literal["train", "optimize", "tune_round", "retrain"]
+    kind: Literal["train", "optimize", "tune_round", "retrain", "distill"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -256,7 +256,11 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     @app.post("/v1/experiments/{name}/jobs", dependencies=[scope("admin")], tags=["jobs"],
               status_code=202)
     def submit_job(name: str, body: JobRequest) -> dict[str, Any]:
-        """Start a background job: train, optimize, tune_round, retrain."""
+        """Start a background job: train, optimize, tune_round, retrain, distill.
+
+        ``distill`` (params ``version``, ``max_depth`` 1-4) turns a linear policy
+        version into a policy-tree version that can be launched like any other.
+        """
         return svc().submit(name, body.kind, body.params)
 
     @app.get("/v1/jobs/{job_id}", dependencies=[scope("read")], tags=["jobs"])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import pickle
 import threading
 from collections.abc import Callable
 from functools import lru_cache
@@ -71,6 +73,14 @@ def _num(x: Any, digits: int = 4) -> str:
         return _e(x)
 
 
+def _pct(x: float) -> str:
+    if x is None or math.isnan(x):
+        return "–"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return f"{x:.1%}"
+
+
 def _table(rows: list[dict[str, Any]], cols: list[str], table_id: str = "") -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in cols)
     body = []
@@ -117,6 +127,11 @@ class _Explain:
         out: dict[str, Any] = {"version": version}
         if version is not None:
             prow = svc.store.policy(name, version)
+            if prow is not None and prow["kind"] == "tree":  # a launched tree explains itself
+                tree = pickle.loads(svc.store.model_blob(int(prow["model_id"])))  # noqa: S301
+                out["tree_text"] = str(tree)
+                out["fidelity"] = (tree.fidelity, *tree.fidelity_ci)
+                out["value_kept"] = (tree.value_kept, *tree.value_kept_ci)
             if prow is not None and prow["kind"] == "linear":
                 policy = LinearPolicy(model.spec_, weights=prow["params"]["weights"],
                                       biases=prow["params"]["biases"])
@@ -313,8 +328,8 @@ def _explain_section(ex: dict[str, Any]) -> str:
     if "tree_text" in ex:
         f, flo, fhi = ex["fidelity"]
         v, vlo, vhi = ex["value_kept"]
-        parts.append(f"<p>fidelity {f:.1%} [{flo:.1%}, {fhi:.1%}] · value kept {v:.1%} "
-                     f"[{vlo:.1%}, {vhi:.1%}]</p><pre id='policy-tree'>{_e(ex['tree_text'])}</pre>")
+        parts.append(f"<p>fidelity {_pct(f)} [{_pct(flo)}, {_pct(fhi)}] · value kept {_pct(v)} "
+                     f"[{_pct(vlo)}, {_pct(vhi)}]</p><pre id='policy-tree'>{_e(ex['tree_text'])}</pre>")
     parts.append("</section>")
     if ex.get("segments"):
         segs = ex["segments"]

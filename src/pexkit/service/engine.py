@@ -68,11 +68,31 @@ class _Chooser:
     def __init__(self, kind: str, impl: Any) -> None:
         self.kind = kind
         self.impl = impl
+        if kind == "tree":  # lookups for the features the tree uses, in matrix order
+            spec = impl.model.spec_
+            cats = impl.model.encoder_.categories
+            self._cols = [
+                (f, {str(c): float(i) for i, c in enumerate(cats[f])} if f in spec.categorical
+                 else None)
+                for f in impl.features
+            ]
 
     def choose_records(self, records: list[dict[str, Any]]) -> np.ndarray:
         if self.kind == "linear":
             return np.asarray(self.impl.choose_matrix(self.impl.encode_records(records)))
-        return np.asarray(self.impl.choose(pd.DataFrame.from_records(records)))
+        X = np.empty((len(records), len(self._cols)))
+        for i, rec in enumerate(records):
+            for j, (f, lookup) in enumerate(self._cols):
+                v = rec.get(f)
+                if v is None:
+                    X[i, j] = np.nan
+                elif lookup is None:
+                    X[i, j] = float(v)
+                else:
+                    X[i, j] = lookup.get(str(v), np.nan)
+        if not self._cols:  # a one-leaf tree
+            return np.full(len(records), int(self.impl.tree.action[0]), dtype=np.int64)
+        return np.asarray(self.impl.choose_matrix(X))
 
 
 class DecisionService:
@@ -215,7 +235,8 @@ class DecisionService:
             )
             chooser = _Chooser("linear", compile_policy(policy, model))
         elif prow["kind"] == "tree":
-            chooser = _Chooser("tree", pickle.loads(self.store.model_blob(int(prow["model_id"]))))  # noqa: S301
+            distilled = pickle.loads(self.store.model_blob(int(prow["model_id"])))  # noqa: S301
+            chooser = _Chooser("tree", distilled.compile())
         else:
             raise RequestError(409, f"policy version {version} is {prow['kind']!r}; not servable.")
         with self._lock:
@@ -433,7 +454,8 @@ class DecisionService:
     def submit(self, name: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         self._experiment(name)
         runners = {"train": self._job_train, "retrain": self._job_train,
-                   "optimize": self._job_optimize, "tune_round": self._job_tune_round}
+                   "optimize": self._job_optimize, "tune_round": self._job_tune_round,
+                   "distill": self._job_distill}
         if kind not in runners:
             raise RequestError(
                 422, f"kind: unknown job kind {kind!r}; expected one of {sorted(runners)}."
@@ -533,6 +555,35 @@ class DecisionService:
         self.store.update_experiment(name, state=state)
         return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
                 "candidates": versions}
+
+    def _job_distill(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Distill a linear policy version into a policy-tree version (kind "tree")."""
+        from pexkit.explain.distill import distill
+
+        version = params.get("version")
+        prow = self.store.policy(name, int(version)) if isinstance(version, int) else None
+        if prow is None or prow["kind"] != "linear":
+            raise RequestError(
+                422, f"params.version: expected a linear policy version of {name!r}; got "
+                f"{version!r}. List versions with GET .../policies."
+            )
+        depth = params.get("max_depth", 3)
+        if not isinstance(depth, int) or not 1 <= depth <= 4:
+            raise RequestError(422, f"params.max_depth: expected 1-4; got {depth!r}.")
+        model = self._model(int(prow["model_id"]))
+        policy = LinearPolicy(model.spec_, weights=prow["params"]["weights"],
+                              biases=prow["params"]["biases"])
+        tree = distill(policy, model, max_depth=depth)
+        blob_id = self.store.add_model(name, pickle.dumps(tree), {"kind": "distilled_policy"})
+        summary = tree.to_dict()
+        summary.pop("tree", None)
+        new_version = self.store.add_policy(
+            name, "tree", {**summary, "source_version": int(version), "max_depth": depth},
+            blob_id, f"tree (depth {depth}) of version {version}",
+        )
+        return {"version": new_version, "source_version": int(version),
+                "fidelity": summary["fidelity"], "value_kept": summary["value_kept"],
+                "rules": str(tree.tree)}
 
     # ------------------------------------------------------------ tune
     def start_tune(self, name: str, objectives: list[str] | None = None) -> dict[str, Any]:

@@ -268,6 +268,10 @@ class ExperimentSpec:
         set_(self, "propensity", propensity)
         set_(self, "shares", share_t)
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # immutable: pickle through the YAML form (models are stored pickled)
+        return (ExperimentSpec.from_dict, (self.to_dict(),))
+
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(
             f"ExperimentSpec is immutable; build a new one instead of setting {key!r}."
