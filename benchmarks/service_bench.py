@@ -68,7 +68,28 @@ def in_process(n_train: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         booster.predict(row)
         lgb_lat.append(time.perf_counter() - t0)
+    # the same policy distilled into a depth-3 tree, served through the service's path
+    from pexkit.service.engine import _Chooser
+
+    tree = px.distill(policy, model, max_depth=3)
+    chooser = _Chooser("tree", tree.compile())
+    chooser.choose_records(recs[:10])
+    tree_lat = []
+    for rec in recs[:5000]:
+        t0 = time.perf_counter()
+        chooser.choose_records([rec])
+        tree_lat.append(time.perf_counter() - t0)
+    Xt = tree.compile().encode(frame)
+    big = np.tile(Xt, (10, 1))  # 1M rows
+    tree.compile().choose_matrix(big[:1000])
+    t0 = time.perf_counter()
+    tree.compile().choose_matrix(big)
+    tree_rate = len(big) / (time.perf_counter() - t0)
     return {
+        "tree_single_decision_p50_ms": pct(tree_lat, 50) * 1e3,
+        "tree_single_decision_p99_ms": pct(tree_lat, 99) * 1e3,
+        "tree_batch_decisions_per_s": tree_rate,
+        "tree_fidelity": tree.fidelity,
         "model": "auto, 3 folds, LightGBM 100 trees x 31 leaves, notifications 3 arms x 3 outcomes",
         "n_train": n_train, "trees_per_decision": compiled.n_trees, "compile_seconds": compile_s,
         "single_decision_p50_ms": pct(lat, 50) * 1e3, "single_decision_p99_ms": pct(lat, 99) * 1e3,

@@ -8,6 +8,7 @@ without a key, or with an unknown one, gets 401; a key without the scope gets
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -142,6 +143,8 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     def svc() -> DecisionService:
         return state["svc"]
 
+    key_cache: dict[str, tuple[set[str], float]] = {}
+
     def scope(needed: str) -> Any:
         def check(
             authorization: str | None = Header(None),
@@ -154,7 +157,13 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
                 raise RequestError(
                     401, "missing API key: send 'Authorization: Bearer KEY' (or 'X-API-Key')."
                 )
-            scopes = svc().store.key_scopes(key)
+            hit = key_cache.get(key)
+            if hit is not None and hit[1] > time.monotonic():
+                scopes: set[str] | None = hit[0]
+            else:
+                scopes = svc().store.key_scopes(key)
+                if scopes is not None:  # keys are never edited; unknown keys are not cached
+                    key_cache[key] = (scopes, time.monotonic() + 30.0)
             if scopes is None:
                 raise RequestError(401, "unknown API key; ask an admin for a key (POST /v1/keys).")
             if needed not in scopes and "admin" not in scopes:

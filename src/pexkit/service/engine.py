@@ -29,7 +29,7 @@ from pexkit.policy.linear import LinearPolicy
 from pexkit.serving.assign import bucket, uniform_arm
 from pexkit.serving.compiled import compile_policy
 from pexkit.spec.spec import ExperimentSpec
-from pexkit.store.db import EventStore, now
+from pexkit.store.db import EventStore, GroupCommitter, now
 
 __all__ = ["DecisionService", "RequestError"]
 
@@ -111,9 +111,11 @@ class DecisionService:
         self._models: dict[int, EffectModel] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=job_workers, thread_name_prefix="pexkit-job")
+        self._committer = GroupCommitter(store)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._committer.close()
         self.store.close()
 
     # ------------------------------------------------------------ experiments
@@ -343,7 +345,7 @@ class DecisionService:
         unique: dict[str, dict[str, Any]] = {}
         for r in rows:
             unique.setdefault(r["unit"], r)
-        stored = self.store.assign(list(unique.values()))
+        stored = self._committer.assign(list(unique.values()))
         out = []
         for u in units:
             s = stored[u]

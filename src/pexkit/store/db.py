@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from concurrent.futures import Future
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,7 @@ from sqlalchemy.engine import Engine
 from pexkit.exceptions import InvalidParameterError
 from pexkit.store import schema as t
 
-__all__ = ["EventStore", "hash_key", "normalize_url"]
+__all__ = ["EventStore", "GroupCommitter", "hash_key", "normalize_url"]
 
 SCOPES = ("admin", "decide", "log", "read")
 
@@ -240,6 +242,33 @@ class EventStore:
             ).mappings()
             return {r["unit"]: dict(r) for r in stored}
 
+    def assign_groups(self, groups: list[list[dict[str, Any]]]) -> list[dict[str, dict[str, Any]]]:
+        """:meth:`assign` for several requests in one transaction (one commit, one fsync)."""
+        stamp = now()
+        rows = [r for g in groups for r in g]
+        for r in rows:
+            r.setdefault("created_at", stamp)
+        keys: dict[tuple[str, int], set[str]] = {}
+        for r in rows:
+            keys.setdefault((r["experiment"], r["epoch"]), set()).add(r["unit"])
+        found: dict[tuple[str, int, str], dict[str, Any]] = {}
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(self._insert(t.assignments).on_conflict_do_nothing(), rows)
+            for (experiment, epoch), units in keys.items():
+                stored = conn.execute(
+                    sa.select(t.assignments).where(
+                        (t.assignments.c.experiment == experiment)
+                        & (t.assignments.c.epoch == epoch)
+                        & (t.assignments.c.unit.in_(list(units)))
+                    )
+                ).mappings()
+                for r in stored:
+                    found[(experiment, epoch, r["unit"])] = dict(r)
+        return [
+            {r["unit"]: found[(r["experiment"], r["epoch"], r["unit"])] for r in g} for g in groups
+        ]
+
     def latest_epochs(self, experiment: str, units: Iterable[str]) -> dict[str, int]:
         units = list(set(units))
         out: dict[str, int] = {}
@@ -390,3 +419,61 @@ class EventStore:
                 .order_by(t.arm_history.c.epoch, t.arm_history.c.arm)
             )
             return [dict(r) for r in rows.mappings()]
+
+
+class GroupCommitter:
+    """Group commit for decisions: concurrent requests share one transaction.
+
+    Each commit costs an fsync (SQLite ``synchronous=FULL``, PostgreSQL's WAL
+    flush), which caps one-at-a-time commits at a few hundred per second. A
+    single writer thread takes every request waiting in its queue, writes them
+    in one transaction, and only then answers each one: the durability promise
+    is unchanged (nothing is acknowledged before its commit) and throughput
+    grows with concurrency.
+    """
+
+    def __init__(self, store: EventStore, max_batch: int = 512) -> None:
+        import queue
+
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="pexkit-commit", daemon=True)
+        self._thread.start()
+
+    def assign(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        fut: Future[dict[str, dict[str, Any]]] = Future()
+        self._queue.put((rows, fut))
+        return fut.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            n_rows = len(item[0])
+            while n_rows < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+                n_rows += len(nxt[0])
+            try:
+                results = self.store.assign_groups([rows for rows, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), res in zip(batch, results, strict=True):
+                fut.set_result(res)
