@@ -563,8 +563,8 @@ class DecisionService:
         from pexkit.explain.distill import distill
 
         version = params.get("version")
-        prow = self.store.policy(name, int(version)) if isinstance(version, int) else None
-        if prow is None or prow["kind"] != "linear":
+        prow = self.store.policy(name, version) if isinstance(version, int) else None
+        if prow is None or prow["kind"] != "linear" or not isinstance(version, int):
             raise RequestError(
                 422, f"params.version: expected a linear policy version of {name!r}; got "
                 f"{version!r}. List versions with GET .../policies."
@@ -580,10 +580,10 @@ class DecisionService:
         summary = tree.to_dict()
         summary.pop("tree", None)
         new_version = self.store.add_policy(
-            name, "tree", {**summary, "source_version": int(version), "max_depth": depth},
+            name, "tree", {**summary, "source_version": version, "max_depth": depth},
             blob_id, f"tree (depth {depth}) of version {version}",
         )
-        return {"version": new_version, "source_version": int(version),
+        return {"version": new_version, "source_version": version,
                 "fidelity": summary["fidelity"], "value_kept": summary["value_kept"],
                 "rules": str(tree.tree)}
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-from concurrent.futures import Future
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -263,8 +263,8 @@ class EventStore:
                         & (t.assignments.c.unit.in_(list(units)))
                     )
                 ).mappings()
-                for r in stored:
-                    found[(experiment, epoch, r["unit"])] = dict(r)
+                for m in stored:
+                    found[(experiment, epoch, m["unit"])] = dict(m)
         return [
             {r["unit"]: found[(r["experiment"], r["epoch"], r["unit"])] for r in g} for g in groups
         ]
