@@ -124,6 +124,10 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
         assert abs(rows[o]["lift"] - oracle) <= half, o
     assert len(bt["over_time"]) == 8 and bt["over_time"][-1]["units"] == 8000
 
+    # retraining uses every uniformly randomized unit: phase 1 plus the launch holdout
+    retrained = api.run_job(NAME, "retrain", learner="t", n_folds=2)
+    assert retrained["n_units"] == 6000 + int(hold.sum())
+
     # after kill -9 and a restart the launched version is rebuilt from the store
     srv.kill()
     srv2 = servers(db_url, port=srv.port)
