@@ -83,3 +83,15 @@ def test_demo_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert "oracle_utility_lift" in summary and "retention_90d" in summary["oracle_utility_lift"]
+
+
+def test_serve_refuses_bad_setup(monkeypatch, tmp_path):
+    monkeypatch.delenv("PEXKIT_ADMIN_KEY", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert info.value.code == 2
+    monkeypatch.setenv("PEXKIT_ADMIN_KEY", "k" * 20)
+    for db in ("mysql://u@127.0.0.1/x", f"sqlite:///{tmp_path}/missing/dir/x.db"):
+        with pytest.raises(SystemExit) as info:
+            main(["serve", "--db", db])
+        assert info.value.code == 2

@@ -92,7 +92,15 @@ class EventStore:
 
         else:
             self.engine = sa.create_engine(self.url, pool_size=10, max_overflow=20)
-        t.metadata.create_all(self.engine)
+        try:
+            t.metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise InvalidParameterError(
+                f"database URL {url!r}: cannot connect or create the tables "
+                f"({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}). Check that the "
+                "server is running and the database exists (createdb NAME), or use "
+                "sqlite:///PATH."
+            ) from exc
 
     # ------------------------------------------------------------ helpers
     def _insert(self, table: sa.Table) -> Any:
