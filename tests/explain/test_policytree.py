@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import pexkit as px
+from pexkit.exceptions import InvalidParameterError
 from pexkit.explain import fit_policy_tree
 
 
@@ -202,3 +203,25 @@ def test_compiled_tree_checks_its_input():
         fit_policy_tree(np.zeros((5, 2)), np.zeros((5, 2)), max_bins=1000)
     with pytest.raises(px.InvalidParameterError, match="finite"):
         fit_policy_tree(np.zeros((5, 2)), np.full((5, 2), np.nan))
+
+
+def test_min_leaf_share_merges_small_leaves_and_same_action_siblings() -> None:
+    rng = np.random.default_rng(4)
+    n = 4000
+    X = rng.normal(size=(n, 3))
+    # action 1 pays off for x0 > 0 except a 1% pocket (x1 > 2.33) that favours action 2
+    rewards = np.zeros((n, 3))
+    rewards[:, 1] = np.where(X[:, 0] > 0, 1.0, -1.0)
+    pocket = X[:, 1] > 2.33
+    rewards[pocket, 2] = 5.0
+    rewards += rng.normal(scale=0.1, size=rewards.shape)
+    exact = fit_policy_tree(X, rewards, depth=2)
+    pruned = fit_policy_tree(X, rewards, depth=2, min_leaf_share=0.05)
+    small = min(leaf.n for leaf in exact.leaves())
+    assert small < 0.05 * n  # the exact optimum isolates the pocket
+    assert min(leaf.n for leaf in pruned.leaves()) >= 0.05 * n
+    assert pruned.reward <= exact.reward
+    # the exact tree spends a split on two leaves with the same action; pruning merges them
+    assert len(pruned.leaves()) < len(exact.leaves())
+    with pytest.raises(InvalidParameterError, match="min_leaf_share"):
+        fit_policy_tree(X, rewards, depth=2, min_leaf_share=0.7)

@@ -290,6 +290,7 @@ def distill(
     data: LoggedData | None = None,
     max_depth: int = 3,
     *,
+    min_leaf_share: float = 0.0,
     max_bins: int = 64,
     random_state: int = 0,
 ) -> DistilledPolicy:
@@ -310,6 +311,13 @@ def distill(
         fitted on (a holdout), else its in-sample predictions flatter the black box.
     max_depth : int
         1-4.
+    min_leaf_share : float
+        Leaves smaller than this share of the units are merged into their
+        sibling (a rule for 1% of users is rarely worth maintaining, and on small
+        logs such leaves mostly fit noise). Default 0: the exact search. With
+        0.02 on the oracle test the held-out fidelity CI covered the truth in
+        only 1 of 3 seeds (the estimate ignores tree-to-tree variability, which
+        pruning increases), so it is not the default until that is fixed.
     max_bins : int
         Thresholds per feature (2-256).
     random_state : int
@@ -343,7 +351,8 @@ def distill(
 
     def grow(Xm: FloatArray, rewards: FloatArray) -> PolicyTree:
         return fit_policy_tree(
-            Xm, rewards, int(max_depth), max_bins=max_bins, feature_names=list(spec.features),
+            Xm, rewards, int(max_depth), min_leaf_share=min_leaf_share, max_bins=max_bins,
+            feature_names=list(spec.features),
             action_names=list(spec.arms), categories=model.encoder_.categories,
         )
 

@@ -648,11 +648,32 @@ def _build(
     return node
 
 
+def _prune(node: _Node, X: FloatArray, rewards: FloatArray, rows: IntArray, min_n: int) -> _Node:
+    """Bottom-up: merge two sibling leaves when one is smaller than ``min_n`` rows
+    (the merged leaf takes the best action of their rows), or when both pick the
+    same action (same choices, simpler rules)."""
+    node.n = int(rows.shape[0])
+    if node.is_leaf:
+        return node
+    assert node.left is not None and node.right is not None
+    go_left = ~(X[rows, node.feature] > node.threshold)
+    node.left = _prune(node.left, X, rewards, rows[go_left], min_n)
+    node.right = _prune(node.right, X, rewards, rows[~go_left], min_n)
+    if node.left.is_leaf and node.right.is_leaf and (
+        node.left.action == node.right.action or min(node.left.n, node.right.n) < min_n
+    ):
+        total = rewards[rows].sum(axis=0)
+        return _Node(action=int(np.argmax(total)) if rows.shape[0] else node.left.action,
+                     n=int(rows.shape[0]))
+    return node
+
+
 def fit_policy_tree(
     X: FloatArray,
     rewards: FloatArray,
     depth: int = 2,
     *,
+    min_leaf_share: float = 0.0,
     max_bins: int = 64,
     feature_names: Sequence[str] | None = None,
     action_names: Sequence[str] | None = None,
@@ -676,7 +697,15 @@ def fit_policy_tree(
     feature_names, action_names : sequence of str, optional
     categories : mapping, optional
         ``{feature name: categories in code order}``, for readable set rules.
+    min_leaf_share : float
+        After the search, sibling leaves are merged bottom-up while one holds
+        fewer than this share of the rows (0 keeps the exact optimum); sibling
+        leaves with the same action are always merged (same choices).
     """
+    if not isinstance(min_leaf_share, int | float) or not 0.0 <= min_leaf_share < 0.5:
+        raise InvalidParameterError(
+            f"'min_leaf_share' must be in [0, 0.5); got {min_leaf_share!r}."
+        )
     X = np.asarray(X, dtype=np.float64)
     rewards = np.asarray(rewards, dtype=np.float64)
     if X.ndim != 2 or rewards.ndim != 2 or X.shape[0] != rewards.shape[0]:
@@ -714,6 +743,7 @@ def fit_policy_tree(
     _, plan = _search(codes, n_bins, rewards, min(depth, 2))
     rows = np.arange(X.shape[0])
     root = _build(plan, codes, edges, n_bins, rewards, rows, depth)
+    root = _prune(root, X, rewards, rows, int(np.ceil(min_leaf_share * X.shape[0])))
     cats = {str(k): [str(c) for c in v] for k, v in (categories or {}).items()}
     tree = PolicyTree(root, names, actions, 0.0, cats, missing)
     chosen = tree.choose(X)
