@@ -117,6 +117,10 @@ class Client:
     def policies(self, name: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/v1/experiments/{name}/policies"))
 
+    def front(self, name: str) -> dict[str, Any]:
+        """The offline Pareto front (policies.json schema)."""
+        return dict(self._call("GET", f"/v1/experiments/{name}/front"))
+
     def create_key(self, scopes: Iterable[str], label: str = "") -> str:
         return str(self._call("POST", "/v1/keys", {"scopes": list(scopes), "label": label})["key"])
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import pexkit as px
 from pexkit.simulate.scenarios import NotificationsScenario
 
 from .conftest import ADMIN, client
@@ -94,6 +95,18 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     assert len(done) == 8
     versions = {p["version"]: p for p in api.policies(NAME)}
     assert len(versions) == 1 + 4 + 8  # uniform, 4 candidates, 2 rounds of 4 proposals
+    # Ax proposes within the offline front's range (padded by 10% of it)
+    spec_obj = px.ExperimentSpec.from_dict(spec)
+    front = np.stack([px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"]).to_vector()
+                      for p in api.front(NAME)["policies"]])
+    lo, hi = front.min(axis=0), front.max(axis=0)
+    pad = np.maximum(0.1 * (hi - lo), 1e-3) + 1e-9
+    proposed = [v for v, p in versions.items() if p["label"].startswith("tune round")]
+    assert len(proposed) == 8
+    for v in proposed:
+        p = versions[v]["params"]
+        vec = px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"]).to_vector()
+        assert np.all(vec >= lo - pad) and np.all(vec <= hi + pad), v
 
     # 3. launch the offline utility policy with a 3% holdout
     utility_version = next(v for v, p in versions.items() if p["label"].startswith("utility"))

@@ -529,24 +529,43 @@ class DecisionService:
         if model_id is None:
             raise RequestError(409, "optimize needs a trained model; run a 'train' job first.")
         model = self._model(int(model_id))
-        q = int(params.get("q", 4))
+        q = params.get("q", 4)
+        if not isinstance(q, int) or not 1 <= q <= 16:
+            raise RequestError(422, f"params.q: expected 1-16 candidate policies; got {q!r}.")
         front = optimize_policies(
             model, method=params.get("method", "sobol"), budget=int(params.get("budget", 1000)),
             random_state=int(params.get("random_state", 0)), progress=False,
         )
+
+        def tunable(pol: LinearPolicy) -> bool:
+            # Ax tunes the vector with w_1 = 1: the first outcome's weight must be positive
+            w = pol.weight_vector
+            return bool(w[0] > 1e-3 * max(float(w.max()), 1e-12))
+
         chosen = front.select(q=q)
         versions = []
+        skipped = 0
         for i, pol in enumerate(chosen.policies):
+            if not tunable(pol):
+                skipped += 1
+                continue
             versions.append(self.store.add_policy(
                 name, "linear", pol.to_dict(), int(model_id), f"candidate {i + 1}"
             ))
-        if params.get("include_utility", True):
+        utility = LinearPolicy(model.spec_)
+        if params.get("include_utility", True) and tunable(utility):
             # the spec's default utility (its outcome weights, no biases) as one more arm
-            utility = LinearPolicy(model.spec_)
             versions.append(self.store.add_policy(
                 name, "linear", utility.to_dict(), int(model_id), "utility (spec weights)"
             ))
-        vecs = np.stack([p.to_vector() for p in front.policies])
+        usable = [p.to_vector() for p in front.policies if tunable(p)]
+        if not usable:
+            raise RequestError(
+                409, f"no policy on the front gives the first outcome "
+                f"({model.spec_.outcome_names[0]!r}) a positive weight, so none can be tuned; "
+                "list an outcome the team wants to improve first in the spec."
+            )
+        vecs = np.stack(usable)
         lo, hi = vecs.min(axis=0), vecs.max(axis=0)
         pad = np.maximum(0.1 * (hi - lo), 1e-3)
         bounds = np.column_stack([lo - pad, hi + pad])
@@ -556,7 +575,7 @@ class DecisionService:
                  "bounds": bounds.tolist()}
         self.store.update_experiment(name, state=state)
         return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
-                "candidates": versions}
+                "candidates": versions, "skipped_untunable": skipped}
 
     def _job_distill(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """Distill a linear policy version into a policy-tree version (kind "tree")."""
