@@ -231,3 +231,18 @@ def test_openapi_documents_every_endpoint(live: tuple[Any, px.Client]) -> None:
         for op in paths[path].values():
             assert op.get("description") or op.get("summary")
     assert "DecisionOut" in schema["components"]["schemas"]
+
+
+def test_a_job_cut_off_by_kill_9_is_reported_failed_after_restart(
+    db_url: str, servers: Any
+) -> None:
+    srv = servers(db_url)
+    admin = client(srv.url, ADMIN)
+    admin.create_experiment(spec_dict(), salt="fixed-salt-0004")
+    world_feats = features(3000, seed=5)
+    admin.decide_batch(NAME, [(f"u{i}", f) for i, f in enumerate(world_feats)])
+    job = admin.submit_job(NAME, "train", learner="auto", n_folds=3)
+    srv.kill(signal.SIGKILL)  # before the fit can finish
+    srv2 = servers(db_url, port=srv.port)
+    after = client(srv2.url, ADMIN).job(int(job["id"]))
+    assert after["status"] == "failed" and "submit the job again" in after["error"]

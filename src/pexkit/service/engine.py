@@ -9,7 +9,9 @@ maps requests to these methods and :class:`RequestError` to status codes.
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import socket
 import secrets
 import threading
 import traceback
@@ -56,6 +58,16 @@ class Decision:
     holdout: bool
     arm: str | None
     phase: str
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _spec_of(row: dict[str, Any]) -> ExperimentSpec:
@@ -112,6 +124,22 @@ class DecisionService:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=job_workers, thread_name_prefix="pexkit-job")
         self._committer = GroupCommitter(store)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._fail_orphaned_jobs()
+
+    def _fail_orphaned_jobs(self) -> None:
+        """Jobs whose server process (on this host) died can never finish: say so."""
+        host = socket.gethostname()
+        for job in self.store.unfinished_jobs():
+            owner = job.get("owner") or ""
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            self.store.update_job(
+                int(job["id"]), status="failed", finished_at=now(),
+                error=f"the server process that ran this job ({owner}) ended before it "
+                "finished; submit the job again.",
+            )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=False)
@@ -464,7 +492,7 @@ class DecisionService:
             )
         if kind == "tune_round" and self._experiment(name)["phase"] != "tune":
             raise RequestError(409, "tune_round needs phase 'tune'; start it with POST .../tune.")
-        job_id = self.store.add_job(name, kind, params)
+        job_id = self.store.add_job(name, kind, params, owner=self.owner)
         self._pool.submit(self._run_job, job_id, name, runners[kind], params)
         return self.job(job_id)
 

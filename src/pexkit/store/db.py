@@ -371,13 +371,15 @@ class EventStore:
             return {r[0] for r in rows}
 
     # ------------------------------------------------------------ jobs
-    def add_job(self, experiment: str, kind: str, params: dict[str, Any]) -> int:
+    def add_job(
+        self, experiment: str, kind: str, params: dict[str, Any], owner: str | None = None
+    ) -> int:
         with self.engine.begin() as conn:
             res = conn.execute(
                 t.jobs.insert()
                 .values(
                     experiment=experiment, kind=kind, params=params, status="queued",
-                    created_at=now(),
+                    owner=owner, created_at=now(),
                 )
                 .returning(t.jobs.c.id)
             )
@@ -386,6 +388,13 @@ class EventStore:
     def update_job(self, job_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(t.jobs.update().where(t.jobs.c.id == job_id).values(**values))
+
+    def unfinished_jobs(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.jobs).where(t.jobs.c.status.in_(["queued", "running"]))
+            )
+            return [dict(r) for r in rows.mappings()]
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -105,6 +105,7 @@ jobs = Table(
     Column("kind", String(20), nullable=False),
     Column("params", JSON, nullable=False),
     Column("status", String(20), nullable=False),  # queued | running | succeeded | failed
+    Column("owner", String(200), nullable=True),  # host:pid of the server process running it
     Column("result", JSON, nullable=True),
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
