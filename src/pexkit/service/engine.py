@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import socket
 import secrets
+import socket
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
