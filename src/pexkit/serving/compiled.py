@@ -19,7 +19,6 @@ categorical splits), so it reproduces ``EffectModel.predict`` to rounding.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -374,7 +373,3 @@ def compile_policy(policy: LinearPolicy, model: EffectModel) -> CompiledPolicy:
         policy=policy, model=model, n_trees=len(builder.roots), _arrays=arrays,
         _base=base, _n_features=n_features,
     )
-
-
-def _dump(compiled: CompiledPolicy) -> str:  # pragma: no cover - debugging aid
-    return json.dumps({k: v.tolist() for k, v in compiled._arrays.items()})
