@@ -124,3 +124,14 @@ def test_experiment_page_renders_front_tree_segments(launched: Any, browser: Any
     page.locator("#policy-detail").screenshot(path=str(ARTIFACTS / "dashboard-policy-click.png"))
     assert errors == []
     page.close()
+
+
+def test_full_report_page_renders(launched: Any, browser: Any) -> None:
+    page, errors = open_page(browser, f"{launched.url}/experiments/{NAME}?key={ADMIN}")
+    page.click("#report-link")
+    page.wait_for_selector("#interpretable-policy")
+    text = page.content()
+    assert "Pareto front" in text and "Segments" in text
+    page.screenshot(path=str(ARTIFACTS / "dashboard-report.png"))
+    assert errors == []
+    page.close()

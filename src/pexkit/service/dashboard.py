@@ -209,12 +209,41 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
             return with_cookie(resp, request, key)
         return _page(name, body)
 
+    reports: dict[tuple[str, int, int], str] = {}
+
+    @app.get("/experiments/{name}/report", response_class=HTMLResponse, include_in_schema=False)
+    def experiment_report(name: str, request: Request) -> Response:
+        """The static analysis report of the experiment's current model and front."""
+        if authorized(request) is None:
+            return login()
+        try:
+            row = svc()._experiment(name)
+        except RequestError as exc:
+            return _page("not found", f"<section><p>{_e(exc.message)}</p></section>", exc.status)
+        model_id, front_id = row["state"].get("model_id"), row["state"].get("front_id")
+        if model_id is None or front_id is None:
+            return _page(name, "<section><p>No report yet: run the 'train' and 'optimize' "
+                         "jobs first.</p></section>", 404)
+        key = (name, int(model_id), int(front_id))
+        if key not in reports:
+            from pexkit.report.html import render_report
+
+            model = svc()._model(int(model_id))
+            front = pickle.loads(svc().store.model_blob(int(front_id)))  # noqa: S301
+            reports[key] = render_report(model.data_, model, front)
+        return HTMLResponse(reports[key])
+
 
 def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> str:
     d = svc.describe(name)
     row = svc._experiment(name)
+    report_link = (
+        f" <a id='report-link' href='/experiments/{_e(name)}/report' style='font-size:0.9rem'>"
+        "full analysis report</a>" if row["state"].get("front_id") is not None else ""
+    )
     parts = [
-        f"<h1>{_e(name)} <span class='phase {_e(d['phase'])}' id='phase'>{_e(d['phase'])}</span></h1>",
+        f"<h1>{_e(name)} <span class='phase {_e(d['phase'])}' id='phase'>{_e(d['phase'])}</span>"
+        f"{report_link}</h1>",
         "<section><div class='grid'><div><h2>Status</h2>"
         + _table([{"what": k, "value": v} for k, v in (
             ("units by phase", ", ".join(f"{p}: {n:,}" for p, n in d["assignments"].items()) or "0"),

@@ -599,7 +599,9 @@ class DecisionService:
         bounds = np.column_stack([lo - pad, hi + pad])
         n_w = model.spec_.n_outcomes - 1
         bounds[:n_w, 0] = np.maximum(bounds[:n_w, 0], 0.0)  # weights stay >= 0
+        front_id = self.store.add_model(name, pickle.dumps(front), {"kind": "pareto_front"})
         state = {**row["state"], "front": front.to_dict(), "candidates": versions,
+                 "front_id": front_id,
                  "bounds": bounds.tolist()}
         self.store.update_experiment(name, state=state)
         return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
