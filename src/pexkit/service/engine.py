@@ -147,8 +147,8 @@ class DecisionService:
         self.store.close()
 
     # ------------------------------------------------------------ experiments
-    def _experiment(self, name: str) -> dict[str, Any]:
-        row = self.store.experiment(name)
+    def _experiment(self, name: str, with_state: bool = True) -> dict[str, Any]:
+        row = self.store.experiment(name, with_state)
         if row is None:
             known = [e["name"] for e in self.store.experiments()][:20]
             raise RequestError(
@@ -312,7 +312,7 @@ class DecisionService:
 
     def decide(self, name: str, requests: list[dict[str, Any]]) -> list[Decision]:
         """Decide for a batch of ``{"unit", "features"}``; sticky within a phase."""
-        row = self._experiment(name)
+        row = self._experiment(name, with_state=False)
         phase = row["phase"]
         if phase not in ("randomize", "tune", "launched"):
             raise RequestError(
@@ -387,7 +387,7 @@ class DecisionService:
     # ------------------------------------------------------------ log
     def log(self, name: str, events: list[dict[str, Any]]) -> dict[str, int]:
         """Log outcome events; duplicates (same event_id) are ignored and counted."""
-        row = self._experiment(name)
+        row = self._experiment(name, with_state=False)
         spec = _spec_of(row)
         allowed = list(spec.outcome_names) + [t["name"] for t in row["tracking"]]
         clean: list[dict[str, Any]] = []

@@ -156,10 +156,15 @@ class EventStore:
                 )
         return created
 
-    def experiment(self, name: str) -> dict[str, Any] | None:
+    def experiment(self, name: str, with_state: bool = True) -> dict[str, Any] | None:
+        """One experiment's row; ``with_state=False`` skips the state JSON (front, Ax
+        state), which the decide and log paths never need."""
+        cols = t.experiments.c if with_state else [
+            c for c in t.experiments.c if c.name != "state"
+        ]
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(t.experiments).where(t.experiments.c.name == name)
+                sa.select(*cols).where(t.experiments.c.name == name)
             ).mappings().first()
         return None if row is None else dict(row)
 
