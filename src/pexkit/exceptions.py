@@ -7,7 +7,8 @@ matching builtin so that ``except ValueError`` keeps working::
     ├── SpecError(PexkitError, ValueError)         the experiment spec is malformed
     ├── InvalidDataError(PexkitError, ValueError)  a logged table fails validation
     ├── NotFittedError(PexkitError, AttributeError) a model is used before ``fit``
-    └── InvalidParameterError(PexkitError, ValueError) an argument is out of range
+    ├── InvalidParameterError(PexkitError, ValueError) an argument is out of range
+    └── ModelFormatError(PexkitError, ValueError)  a stored model's format is unknown or corrupt
 
     PexkitWarning(UserWarning)
     └── SampleRatioMismatchWarning(PexkitWarning)  arm shares differ from the design
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "InvalidDataError",
     "InvalidParameterError",
+    "ModelFormatError",
     "NotFittedError",
     "PexkitError",
     "PexkitWarning",
@@ -47,6 +49,10 @@ class NotFittedError(PexkitError, AttributeError):
 
 class InvalidParameterError(PexkitError, ValueError):
     """A function argument is outside its allowed range."""
+
+
+class ModelFormatError(PexkitError, ValueError):
+    """A stored model (archive bytes) has an unknown format or version, or is corrupt."""
 
 
 class PexkitWarning(UserWarning):
