@@ -1,6 +1,11 @@
 """Policy optimization: Pareto fronts of linear policies, hypervolume, candidate selection."""
 
-from pexkit.optimize.front import ParetoFront, load_policies, single_treatment_policy
+from pexkit.optimize.front import (
+    ParetoFront,
+    front_from_dict,
+    load_policies,
+    single_treatment_policy,
+)
 from pexkit.optimize.objective import Evaluations, Guardrail, PolicyObjective
 from pexkit.optimize.optimize import hypervolume_history, optimize_policies
 from pexkit.optimize.pareto import hypervolume, is_non_dominated
@@ -15,6 +20,7 @@ __all__ = [
     "ParetoFront",
     "PolicyObjective",
     "PolicySpace",
+    "front_from_dict",
     "hypervolume",
     "hypervolume_history",
     "is_non_dominated",

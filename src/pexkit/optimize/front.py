@@ -256,10 +256,43 @@ def load_policies(path: str | Path, spec: ExperimentSpec | None = None) -> Paret
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InvalidDataError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+    return front_from_dict(doc, spec, source=repr(str(path)))
+
+
+def front_from_dict(
+    doc: dict[str, Any], spec: ExperimentSpec | None = None, *, source: str = "the document"
+) -> ParetoFront:
+    """Rebuild a front from :meth:`ParetoFront.to_dict` (the policies.json document).
+
+    Parameters
+    ----------
+    doc : dict
+    spec : ExperimentSpec, optional
+        Default: the spec stored in ``doc`` (or rebuilt from its treatments and
+        outcomes).
+    source : str
+        What ``doc`` came from, for error messages.
+
+    Examples
+    --------
+    >>> import json
+    >>> import pexkit as px
+    >>> from pexkit.optimize import front_from_dict, optimize_policies
+    >>> sim = px.simulate("notifications", n_units=1000, seed=0)
+    >>> model = px.EffectModel(learner="t", n_folds=2, base_params={"n_estimators": 5}).fit(sim.data)
+    >>> front = optimize_policies(model, method="sobol", budget=20)
+    >>> again = front_from_dict(json.loads(json.dumps(front.to_dict())))
+    >>> again.labels == front.labels and bool((again.lifts == front.lifts).all())
+    True
+    """
+    if not isinstance(doc, dict):
+        raise InvalidDataError(
+            f"{source}: expected a policies document (a JSON object); got {type(doc).__name__}."
+        )
     for key in ("treatments", "outcomes", "policies"):
         if key not in doc:
             raise InvalidDataError(
-                f"{str(path)!r} lacks {key!r}; expected a policies.json written by pexkit."
+                f"{source} lacks {key!r}; expected a policies.json written by pexkit."
             )
     if spec is None:
         if "spec" in doc:
