@@ -1,0 +1,166 @@
+"""Stored effect models: exact round trips, no pickle, clear refusals."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pexkit as px
+from pexkit.effects.persist import FORMAT, dump_effect_model, load_effect_model
+from pexkit.exceptions import ModelFormatError, PexkitError
+from pexkit.optimize import optimize_policies
+
+FAST = {"n_estimators": 30, "num_leaves": 15}
+XGB_FAST = {"n_estimators": 30, "max_depth": 4}
+
+
+@pytest.fixture(scope="module")
+def sim() -> px.Simulation:
+    return px.simulate("notifications", n_units=3000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def test_frame() -> pd.DataFrame:
+    frame = px.simulate("notifications", n_units=800, seed=2).frame
+    frame.loc[::7, "age"] = np.nan
+    frame.loc[::11, "platform"] = "smart-tv"  # unseen category
+    return frame
+
+
+def fit(data: px.LoggedData, learner: str, base: str) -> px.EffectModel:
+    params = FAST if base == "lightgbm" else XGB_FAST
+    return px.EffectModel(
+        learner=learner, base=base, n_folds=2, random_state=0, base_params=params, progress=False
+    ).fit(data)
+
+
+def assert_same_model(a: px.EffectModel, b: px.EffectModel, frame: pd.DataFrame) -> None:
+    np.testing.assert_allclose(b.predict(frame), a.predict(frame), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.predict_outcomes(frame), a.predict_outcomes(frame), rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(b.ate(), a.ate(), rtol=0, atol=1e-12)
+    for name in ("folds_", "mu_oof_", "scores_", "effects_", "arm_shares_"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name))
+    assert b.spec_ == a.spec_
+    assert b.encoder_.categories == a.encoder_.categories
+    assert b.get_params() == a.get_params()
+    assert b.chosen_.tolist() == a.chosen_.tolist()
+    pd.testing.assert_frame_equal(b.selection_, a.selection_)
+    pd.testing.assert_frame_equal(b.data_.X, a.data_.X)
+    np.testing.assert_array_equal(b.data_.unit_ids, a.data_.unit_ids)
+    np.testing.assert_array_equal(b.data_.outcomes, a.data_.outcomes)
+    np.testing.assert_array_equal(b.data_.propensity, a.data_.propensity)
+    np.testing.assert_array_equal(b.data_.treatment, a.data_.treatment)
+    assert b.data_.srm == a.data_.srm
+
+
+def assert_no_pickle(blob: bytes) -> None:
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        names = zf.namelist()
+        assert "manifest.json" in names
+        for name in names:
+            assert name.rsplit(".", 1)[-1] in ("json", "txt", "npy"), name
+            raw = zf.read(name)
+            assert not (raw[:1] == b"\x80" and raw[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")), name
+            if name.endswith(".npy"):
+                arr = np.load(io.BytesIO(raw), allow_pickle=False)
+                assert arr.dtype.kind in "biuf", (name, arr.dtype)
+        json.loads(zf.read("manifest.json"))
+
+
+@pytest.mark.parametrize("base", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("learner", ["t", "s", "x", "dr", "auto"])
+def test_round_trip_is_exact(
+    sim: px.Simulation, test_frame: pd.DataFrame, learner: str, base: str
+) -> None:
+    model = fit(sim.data, learner, base)
+    blob = dump_effect_model(model)
+    assert_no_pickle(blob)
+    loaded = load_effect_model(blob)
+    assert_same_model(model, loaded, test_frame)
+    front = optimize_policies(model, method="sobol", budget=50, random_state=0)
+    again = optimize_policies(loaded, method="sobol", budget=50, random_state=0)
+    np.testing.assert_allclose(again.lifts, front.lifts, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(again.lift_se, front.lift_se, rtol=0, atol=1e-12)
+    # a loaded model stores again to the same model
+    assert_same_model(model, load_effect_model(dump_effect_model(loaded)), test_frame)
+
+
+def test_missing_values_categoricals_and_string_ids(test_frame: pd.DataFrame) -> None:
+    frame = px.simulate("notifications", n_units=3000, seed=3).frame
+    frame.loc[::5, "age"] = np.nan  # missing values at fit time
+    frame.loc[::9, "region"] = None
+    frame["unit_id"] = "u" + frame["unit_id"].astype(str)  # ids that are not numbers
+    spec = px.simulate("notifications", n_units=10, seed=3).spec
+    data = px.LoggedData.from_frame(frame, spec)
+    model = fit(data, "auto", "lightgbm")
+    blob = dump_effect_model(model)
+    assert_no_pickle(blob)
+    loaded = load_effect_model(blob)
+    assert_same_model(model, loaded, test_frame)
+    assert loaded.data_.unit_ids[0] == "u0"
+    tree = px.distill(px.LinearPolicy(model.spec_), model, max_depth=2)
+    tree_loaded = px.distill(px.LinearPolicy(loaded.spec_), loaded, max_depth=2)
+    assert str(tree_loaded) == str(tree)
+
+
+def _rewrite_manifest(blob: bytes, **changes: object) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(blob)) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            raw = src.read(name)
+            if name == "manifest.json":
+                doc = json.loads(raw)
+                doc.update(changes)
+                raw = json.dumps(doc).encode()
+            dst.writestr(name, raw)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def small_blob(sim: px.Simulation) -> bytes:
+    return dump_effect_model(fit(sim.data, "t", "lightgbm"))
+
+
+def test_unknown_version_or_format_is_refused(small_blob: bytes) -> None:
+    with pytest.raises(ModelFormatError, match=r"version 999 .*Upgrade pexkit"):
+        load_effect_model(_rewrite_manifest(small_blob, version=999))
+    with pytest.raises(ModelFormatError, match=rf"expected format '{FORMAT}'; found 'other.thing'"):
+        load_effect_model(_rewrite_manifest(small_blob, format="other.thing"))
+    with pytest.raises(ModelFormatError, match="incomplete or malformed"):
+        load_effect_model(_rewrite_manifest(small_blob, outcome_models=None))
+    assert issubclass(ModelFormatError, PexkitError)
+    assert issubclass(ModelFormatError, ValueError)
+
+
+def test_garbage_and_pickles_are_refused(small_blob: bytes) -> None:
+    with pytest.raises(ModelFormatError, match="not one"):
+        load_effect_model(b"definitely not a model")
+    with pytest.raises(ModelFormatError, match="not one"):
+        load_effect_model(small_blob[: len(small_blob) // 2])  # truncated
+    with pytest.raises(ModelFormatError, match="pickle"):
+        load_effect_model(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFormatError, match="expected the bytes"):
+        load_effect_model("a string")  # type: ignore[arg-type]
+    # an npy member that would need pickle is refused, not unpickled
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(small_blob)) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            raw = src.read(name)
+            if name.endswith("effects.npy"):
+                buf = io.BytesIO()
+                np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+                raw = buf.getvalue()
+            dst.writestr(name, raw)
+    with pytest.raises(ModelFormatError, match="without pickle"):
+        load_effect_model(out.getvalue())
+
+
+def test_unfitted_model_is_refused() -> None:
+    with pytest.raises(px.NotFittedError):
+        dump_effect_model(px.EffectModel())
