@@ -162,5 +162,7 @@ def test_garbage_and_pickles_are_refused(small_blob: bytes) -> None:
 
 
 def test_unfitted_model_is_refused() -> None:
-    with pytest.raises(px.NotFittedError):
+    with pytest.raises(px.NotFittedError, match="not fitted"):
         dump_effect_model(px.EffectModel())
+    with pytest.raises(ModelFormatError, match="stores an EffectModel"):
+        dump_effect_model("model")  # type: ignore[arg-type]

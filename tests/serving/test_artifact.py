@@ -103,6 +103,8 @@ def test_one_outcome_policy_and_single_record(models: dict[str, px.EffectModel],
     assert ev.choose([]).shape == (0,)
     with pytest.raises(ValueError, match="encoded matrix with 10 columns"):
         ev.choose_matrix(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="record 0, feature 'age': expected a number"):
+        ev.choose([{**rec, "age": "old"}])
 
 
 def test_distilled_tree_artifact(models: dict[str, px.EffectModel], test_frame: pd.DataFrame) -> None:

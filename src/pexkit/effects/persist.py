@@ -235,10 +235,15 @@ def dump_effect_model(model: EffectModel) -> bytes:
     ModelFormatError
         A constructor parameter cannot be written as JSON.
     """
-    if not isinstance(model, EffectModel) or not hasattr(model, "effects_"):
+    if not isinstance(model, EffectModel):
+        raise ModelFormatError(
+            f"dump_effect_model stores an EffectModel; got {type(model).__name__}. Store "
+            "distilled policies with pexkit.explain.persist.dump_distilled."
+        )
+    if not hasattr(model, "effects_"):
         raise NotFittedError(
-            f"dump_effect_model needs a fitted EffectModel; got {type(model).__name__} "
-            f"{'without fit' if isinstance(model, EffectModel) else ''}. Call .fit(data) first."
+            "dump_effect_model needs a fitted EffectModel; this one is not fitted. Call "
+            ".fit(data) first."
         )
     w = ArchiveWriter(FORMAT, VERSION)
     base = model.base
@@ -336,9 +341,12 @@ def _build(r: ArchiveReader, doc: dict[str, Any]) -> EffectModel:
     p = len(spec.features)
     model.spec_ = spec
     model.encoder_ = encoder
+    if sorted(doc["arrays"]) != sorted(_ARRAYS):
+        raise ModelFormatError(
+            f"{_WHAT}: expected the arrays {sorted(_ARRAYS)} in the manifest; found "
+            f"{sorted(doc['arrays'])}. The archive is corrupt: re-train the model."
+        )
     for name, member in doc["arrays"].items():
-        if name not in _ARRAYS:
-            raise ModelFormatError(f"{_WHAT}: unknown array {name!r} in the manifest.")
         setattr(model, name, r.array(member))
     model.outcome_models_ = [
         [[get(b) for b in per_arm] for per_arm in per_fold] for per_fold in doc["outcome_models"]

@@ -188,7 +188,12 @@ class PolicyEvaluator:
         for i, rec in enumerate(records):
             for j, col in enumerate(self.numeric):
                 v = rec.get(col)
-                X[i, j] = np.nan if v is None else float(v)
+                try:
+                    X[i, j] = np.nan if v is None else float(v)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"record {i}, feature {col!r}: expected a number or None; got {v!r}."
+                    ) from None
             for j, col in enumerate(self.categorical):
                 v = rec.get(col)
                 X[i, n_num + j] = np.nan if v is None else self._lookups[j].get(str(v), np.nan)
