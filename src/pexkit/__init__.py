@@ -6,7 +6,7 @@
 2000
 """
 
-from pexkit.client import Client, Decision
+from pexkit.client import Client, Decision, ServiceError
 from pexkit.data import LoggedData, SampleRatioTest
 from pexkit.datasets import hillstrom_spec, load_hillstrom, load_ihdp
 from pexkit.effects import EffectModel
@@ -76,6 +76,7 @@ __all__ = [
     "SampleRatioMismatchWarning",
     "SampleRatioTest",
     "Segments",
+    "ServiceError",
     "Simulation",
     "SpecError",
     "build_scores",

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from pexkit.exceptions import PexkitError
+from pexkit.serving.decision import Decision
 from pexkit.spec.spec import ExperimentSpec
 
 __all__ = ["Client", "Decision", "ServiceError"]
@@ -31,20 +31,6 @@ class ServiceError(PexkitError):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the service decided for one unit."""
-
-    treatment: str
-    policy_version: int
-    propensity: float
-    holdout: bool
-    unit: str = ""
-    treatment_index: int = -1
-    arm: str | None = None
-    phase: str = ""
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
@@ -92,6 +78,8 @@ class Client:
             except ValueError:
                 detail = resp.text
             raise ServiceError(resp.status_code, str(detail))
+        if resp.status_code == 204:
+            return None
         return resp.json()
 
     # --------------------------------------------------------- experiments
@@ -121,8 +109,25 @@ class Client:
         """The offline Pareto front (policies.json schema)."""
         return dict(self._call("GET", f"/v1/experiments/{name}/front"))
 
-    def create_key(self, scopes: Iterable[str], label: str = "") -> str:
-        return str(self._call("POST", "/v1/keys", {"scopes": list(scopes), "label": label})["key"])
+    def create_key(
+        self, scopes: Iterable[str], label: str = "", experiments: Iterable[str] | None = None
+    ) -> str:
+        """Create a key (shown once); ``experiments`` limits it to those experiments."""
+        body = {"scopes": list(scopes), "label": label,
+                "experiments": None if experiments is None else list(experiments)}
+        return str(self._call("POST", "/v1/keys", body)["key"])
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key's id, scopes, experiments, label and revocation time."""
+        return list(self._call("GET", "/v1/keys"))
+
+    def revoke_key(self, key_id: int) -> None:
+        """Revoke a key by id (see :meth:`keys`)."""
+        self._call("DELETE", f"/v1/keys/{key_id}")
+
+    def delete_experiment(self, name: str) -> None:
+        """Delete an experiment and everything logged for it."""
+        self._call("DELETE", f"/v1/experiments/{name}")
 
     # --------------------------------------------------------- decide / log
     def decide(self, experiment: str, unit: str, features: Mapping[str, Any]) -> Decision:
@@ -182,9 +187,12 @@ class Client:
     def arms(self, experiment: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/v1/experiments/{experiment}/arms"))
 
-    def launch(self, experiment: str, version: int, holdout: float | None = None) -> dict[str, Any]:
+    def launch(
+        self, experiment: str, version: int, holdout: float | None = None, explore: float = 0.0
+    ) -> dict[str, Any]:
+        """Launch a version; ``explore`` (epsilon) randomizes that share of served units."""
         return dict(self._call("POST", f"/v1/experiments/{experiment}/launch",
-                               {"version": version, "holdout": holdout}))
+                               {"version": version, "holdout": holdout, "explore": explore}))
 
     def backtest(self, experiment: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/experiments/{experiment}/backtest"))

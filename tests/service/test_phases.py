@@ -83,8 +83,10 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     # 2. tune: candidates become arms; two Ax rounds on the online metrics
     exp = api.tune(NAME)
     assert exp["phase"] == "tune" and len(exp["arms"]) == 4
+    rounds = []
     for _ in range(2):
         decisions, _, _ = world.run(1600)
+        rounds.append(decisions)
         assert {d.phase for d in decisions} == {"tune"}
         assert all(0 < d.propensity <= 1 for d in decisions)
         nxt = api.run_job(NAME, "tune_round")
@@ -95,18 +97,26 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     assert len(done) == 8
     versions = {p["version"]: p for p in api.policies(NAME)}
     assert len(versions) == 1 + 4 + 8  # uniform, 4 candidates, 2 rounds of 4 proposals
-    # Ax proposes within the offline front's range (padded by 10% of it)
+    # Ax proposes inside the offline search's own box (weight angles, bounded biases)
+    from pexkit.service.tuning import TuningSpace
+
     spec_obj = px.ExperimentSpec.from_dict(spec)
-    front = np.stack([px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"]).to_vector()
-                      for p in api.front(NAME)["policies"]])
-    lo, hi = front.min(axis=0), front.max(axis=0)
-    pad = np.maximum(0.1 * (hi - lo), 1e-3) + 1e-9
+    space = TuningSpace.from_dict(api.experiment(NAME)["tuning_space"])
     proposed = [v for v, p in versions.items() if p["label"].startswith("tune round")]
     assert len(proposed) == 8
     for v in proposed:
         p = versions[v]["params"]
-        vec = px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"]).to_vector()
-        assert np.all(vec >= lo - pad) and np.all(vec <= hi + pad), v
+        pol = px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"])
+        assert space.contains(pol, tol=1e-6), v
+    # every round-2 proposal personalizes: no arm sends one treatment to (almost) everyone
+    # (the offline front's candidates themselves each give >= 2 treatments to >= 3% of units)
+    by_arm: dict[str, list[int]] = {}
+    for d in rounds[1]:
+        by_arm.setdefault(str(d.arm), []).append(d.treatment_index)
+    assert len(by_arm) == 4
+    for arm, ts in by_arm.items():
+        top = np.bincount(ts, minlength=3).max() / len(ts)
+        assert top < 0.97, (arm, top)
 
     # 3. launch the offline utility policy with a 3% holdout
     utility_version = next(v for v, p in versions.items() if p["label"].startswith("utility"))

@@ -1,114 +1,101 @@
 """The HTTP API (FastAPI), versioned under ``/v1``; the dashboard lives at ``/``.
 
-Authentication: ``Authorization: Bearer KEY`` (or ``X-API-Key: KEY``). Keys
-carry scopes: ``admin`` (everything), ``decide``, ``log``, ``read``. A request
-without a key, or with an unknown one, gets 401; a key without the scope gets
-403; neither touches the store.
+Authentication: ``Authorization: Bearer KEY`` (or ``X-API-Key: KEY``), checked
+by :class:`~pexkit.service.auth.Gate` before the body is read. Keys carry
+scopes (``admin`` = everything, ``decide``, ``log``, ``read``) and may be
+limited to some experiments; they are revocable. Domain errors of the core
+are mapped to status codes here and nowhere else; every error body is
+``{"detail": "..."}`` and every status is documented in the OpenAPI schema.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+import orjson
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
-from pexkit.service.engine import DecisionService, RequestError
-from pexkit.store.db import EventStore
+from pexkit.exceptions import InvalidParameterError, PexkitError
+from pexkit.service import errors as E
+from pexkit.service.auth import Gate, KeyCache, authorize
+from pexkit.service.core import DecisionService
+from pexkit.service.schemas import (
+    BacktestOut,
+    CreateExperiment,
+    DecideBatch,
+    DecideRequest,
+    DecisionOut,
+    DecisionsOut,
+    ErrorOut,
+    ExperimentOut,
+    HealthOut,
+    JobOut,
+    JobRequest,
+    KeyCreated,
+    KeyOut,
+    KeyRequest,
+    LaunchRequest,
+    LogBatch,
+    LogEvent,
+    LogResult,
+    PhaseRequest,
+    PolicyOut,
+    TunedArmOut,
+    TuneRequest,
+)
+from pexkit.service.validation import LIMITS, NAME_PATTERN
+from pexkit.serving.decision import Decision
+from pexkit.store.db import EventStore, StoreUnavailableError
 
-__all__ = ["create_app"]
+__all__ = ["STATUS", "create_app"]
 
+STATUS: dict[type[Exception], int] = {
+    E.InvalidRequestError: 422,
+    E.NotFoundError: 404,
+    E.ConflictError: 409,
+    E.PayloadTooLargeError: 413,
+    E.TooManyRequestsError: 429,
+    E.UnauthenticatedError: 401,
+    E.ForbiddenError: 403,
+    E.UnavailableError: 503,
+    StoreUnavailableError: 503,
+}
 
-# ------------------------------------------------------------------ schemas
-class TrackedOutcome(BaseModel):
-    name: str
-    goal: Literal["maximize", "minimize"] = "maximize"
-
-
-class CreateExperiment(BaseModel):
-    spec: dict[str, Any] = Field(description="The experiment spec in its YAML form (DESIGN.md).")
-    tracking: list[TrackedOutcome] = Field(
-        default_factory=list,
-        description="Outcomes logged and tuned online but not modeled (e.g. a long-term one).",
-    )
-    holdout: float = Field(0.03, description="Launch holdout fraction, 0.02-0.05.")
-    salt: str | None = Field(
-        None, description="Assignment hash salt (8-64 chars); random when absent."
-    )
-
-
-class DecideRequest(BaseModel):
-    unit: str | int
-    features: dict[str, Any] = Field(description="Every spec feature of the unit.")
-
-
-class DecideBatch(BaseModel):
-    requests: list[DecideRequest]
-
-
-class DecisionOut(BaseModel):
-    unit: str
-    treatment: str
-    treatment_index: int
-    policy_version: int
-    propensity: float
-    holdout: bool
-    arm: str | None
-    phase: str
-
-
-class DecisionsOut(BaseModel):
-    decisions: list[DecisionOut]
-
-
-class LogEvent(BaseModel):
-    unit: str | int
-    outcome: str
-    value: float | int | bool
-    event_id: str | int = Field(description="Client-chosen id; a retried event reuses it.")
+Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64,
+                           description="Experiment name (A-Z a-z 0-9 _ . -).")]
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-class LogBatch(BaseModel):
-    events: list[LogEvent]
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {400: "Bad request", 401: "Missing, unknown or revoked key",
+            403: "The key lacks the scope or the experiment", 404: "Not found",
+            409: "Not possible in the experiment's current state", 413: "Too large",
+            422: "Invalid input", 429: "Too many queued jobs", 503: "Store unavailable"}
+    return {c: {"model": ErrorOut, "description": text[c]} for c in (401, 413, 422, *codes)}
 
 
-class LogResult(BaseModel):
-    accepted: int
-    duplicates: int
+def _status(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 422
 
 
-class JobRequest(BaseModel):
-    kind: Literal["train", "optimize", "tune_round", "retrain", "distill"]
-    params: dict[str, Any] = Field(default_factory=dict)
+def _decision(d: Decision) -> dict[str, Any]:
+    return {"treatment": d.treatment, "policy_version": d.policy_version,
+            "propensity": d.propensity, "holdout": d.holdout, "unit": d.unit,
+            "treatment_index": d.treatment_index, "arm": d.arm, "phase": d.phase}
 
 
-class TuneRequest(BaseModel):
-    objectives: list[str] | None = Field(
-        None, description="Outcomes to tune (default: every spec and tracked outcome)."
-    )
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
-class LaunchRequest(BaseModel):
-    version: int = Field(description="Policy version to launch (GET .../policies).")
-    holdout: float | None = Field(None, description="0.02-0.05; default: the experiment's.")
-
-
-class PhaseRequest(BaseModel):
-    phase: Literal["randomize", "stopped"]
-
-
-class KeyRequest(BaseModel):
-    scopes: list[Literal["admin", "decide", "log", "read"]]
-    label: str = ""
-
-
-# ------------------------------------------------------------------ app
 def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) -> FastAPI:
     """Build the service over the event store at ``db``.
 
@@ -117,15 +104,28 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     db : str
         ``sqlite:///PATH`` (default) or ``postgresql://user@host:port/dbname``.
     admin_key : str, optional
-        Registered (hashed) as an admin key at start-up, e.g. from PEXKIT_ADMIN_KEY.
+        Registered (hashed) as the admin key at start-up, e.g. from PEXKIT_ADMIN_KEY
+        (at least 16 characters); admin keys registered from an earlier value of
+        PEXKIT_ADMIN_KEY are revoked.
     """
+    if admin_key is not None and len(admin_key) < LIMITS.min_admin_key_length:
+        raise InvalidParameterError(
+            f"PEXKIT_ADMIN_KEY: expected at least {LIMITS.min_admin_key_length} characters; got "
+            f"{len(admin_key)}. Use a random key, e.g. `openssl rand -hex 24`."
+        )
     state: dict[str, DecisionService] = {}
+
+    def svc() -> DecisionService:
+        return state["svc"]
+
+    keys = KeyCache(lambda: svc().store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store = EventStore(db)
         if admin_key:
             store.add_key(["admin"], label="PEXKIT_ADMIN_KEY", key=admin_key)
+            store.revoke_other_keys("PEXKIT_ADMIN_KEY", keep=admin_key)
         state["svc"] = DecisionService(store)
         yield
         state.pop("svc").close()
@@ -135,185 +135,223 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
         version="1",
         description=(
             "Decide and log APIs for personalized experiments: randomize, tune online, "
-            "launch with a holdout, backtest. Authenticate with `Authorization: Bearer KEY`."
+            "launch with a holdout (and optional exploration), backtest. Authenticate with "
+            "`Authorization: Bearer KEY`. Errors are `{\"detail\": \"...\"}`."
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(Gate, keys=keys)
 
-    def svc() -> DecisionService:
-        return state["svc"]
-
-    key_cache: dict[str, tuple[set[str], float]] = {}
-
-    def scope(needed: str) -> Any:
-        def check(
-            authorization: str | None = Header(None),
-            x_api_key: str | None = Header(None),
-        ) -> None:
-            key = x_api_key
-            if authorization and authorization.lower().startswith("bearer "):
-                key = authorization[7:].strip()
-            if not key:
-                raise RequestError(
-                    401, "missing API key: send 'Authorization: Bearer KEY' (or 'X-API-Key')."
-                )
-            hit = key_cache.get(key)
-            if hit is not None and hit[1] > time.monotonic():
-                scopes: set[str] | None = hit[0]
-            else:
-                scopes = svc().store.key_scopes(key)
-                if scopes is not None:  # keys are never edited; unknown keys are not cached
-                    key_cache[key] = (scopes, time.monotonic() + 30.0)
-            if scopes is None:
-                raise RequestError(401, "unknown API key; ask an admin for a key (POST /v1/keys).")
-            if needed not in scopes and "admin" not in scopes:
-                raise RequestError(
-                    403, f"this key has scopes {sorted(scopes)}; this endpoint needs {needed!r}."
-                )
-
-        return Depends(check)
-
-    @app.exception_handler(RequestError)
-    async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+    @app.exception_handler(PexkitError)
+    async def _domain_error(_: Request, exc: PexkitError) -> JSONResponse:
+        return JSONResponse(status_code=_status(exc), content={"detail": str(exc)})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"] if p != "body")
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in err["loc"] if p != "body")[:200]
             msgs.append(f"{loc}: {err['msg']}")
         return JSONResponse(
             status_code=422,
             content={"detail": "; ".join(msgs) + ". See /docs for the request schema."},
         )
 
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc.detail)},
+                            headers=getattr(exc, "headers", None))
+
+    def key(request: Request) -> Any:
+        return request.scope.get("state", {}).get("key")
+
     # ---------------------------------------------------------- keys
-    @app.post("/v1/keys", dependencies=[scope("admin")], tags=["admin"])
-    def create_key(body: KeyRequest) -> dict[str, Any]:
-        """Create an API key with scopes; the key is shown once (only its hash is kept)."""
-        return {"key": svc().store.add_key(body.scopes, body.label), "scopes": body.scopes}
+    @app.post("/v1/keys", tags=["admin"], status_code=201, response_model=KeyCreated,
+              responses=_responses(403))
+    def create_key(body: KeyRequest, request: Request) -> dict[str, Any]:
+        """Create an API key with scopes, optionally limited to experiments; shown once."""
+        authorize(key(request), "admin")
+        exps = None if body.experiments is None else sorted(set(body.experiments))
+        kid, new = svc().store.add_key(body.scopes, body.label, experiments=exps)
+        return {"id": kid, "key": new, "scopes": sorted(set(body.scopes)), "experiments": exps}
+
+    @app.get("/v1/keys", tags=["admin"], response_model=list[KeyOut], responses=_responses(403))
+    def list_keys(request: Request) -> list[dict[str, Any]]:
+        """Every key (without the key itself): scopes, experiments, label, revocation."""
+        authorize(key(request), "admin")
+        return [{**k, "scopes": k["scopes"].split(","),
+                 "created_at": k["created_at"].isoformat() if k["created_at"] else None,
+                 "revoked_at": k["revoked_at"].isoformat() if k["revoked_at"] else None}
+                for k in svc().store.api_keys()]
+
+    @app.delete("/v1/keys/{key_id}", tags=["admin"], status_code=204,
+                responses=_responses(403, 404))
+    def revoke_key(key_id: JobId, request: Request) -> Response:
+        """Revoke a key: at once on this server, within 5 s on the others."""
+        authorize(key(request), "admin")
+        if not svc().store.revoke_key(key_id):
+            raise E.NotFoundError(f"key {key_id} not found or already revoked.")
+        keys.forget(key_id)
+        return Response(status_code=204)
 
     # ---------------------------------------------------------- experiments
-    @app.post("/v1/experiments", dependencies=[scope("admin")], tags=["experiments"],
-              status_code=201)
-    def create_experiment(body: CreateExperiment) -> dict[str, Any]:
+    @app.post("/v1/experiments", tags=["experiments"], status_code=201,
+              response_model=ExperimentOut, responses=_responses(403, 409))
+    def create_experiment(body: CreateExperiment, request: Request) -> dict[str, Any]:
         """Create an experiment from a spec; it starts in the randomize phase."""
+        authorize(key(request), "admin")
         return svc().create_experiment(
             body.spec, [t.model_dump() for t in body.tracking], body.holdout, body.salt
         )
 
-    @app.get("/v1/experiments", dependencies=[scope("read")], tags=["experiments"])
-    def list_experiments() -> list[dict[str, Any]]:
-        """Every experiment with its phase."""
-        return [svc().describe(e["name"]) for e in svc().store.experiments()]
-
-    @app.get("/v1/experiments/{name}", dependencies=[scope("read")], tags=["experiments"])
-    def get_experiment(name: str) -> dict[str, Any]:
-        """One experiment: phase, spec, counts, model, candidates, arms."""
-        return svc().describe(name)
-
-    @app.post("/v1/experiments/{name}/phase", dependencies=[scope("admin")], tags=["experiments"])
-    def set_phase(name: str, body: PhaseRequest) -> dict[str, Any]:
-        """Stop an experiment, or go back to randomizing."""
-        return svc().set_phase(name, body.phase)
-
-    @app.get("/v1/experiments/{name}/policies", dependencies=[scope("read")], tags=["experiments"])
-    def list_policies(name: str) -> list[dict[str, Any]]:
-        """Every policy version (immutable) with its kind and parameters."""
-        svc()._experiment(name)
-        out = []
-        for p in svc().store.policies(name):
-            out.append({k: (v.isoformat() if k == "created_at" else v) for k, v in p.items()})
+    @app.get("/v1/experiments", tags=["experiments"], response_model=list[ExperimentOut],
+             responses=_responses(403))
+    def list_experiments(request: Request) -> list[dict[str, Any]]:
+        """Every experiment this key may read, with its phase."""
+        info = key(request)
+        authorize(info, "read", any_experiment=True)
+        out = svc().list_experiments()
+        if info.experiments is not None:
+            out = [e for e in out if e["name"] in info.experiments]
         return out
 
-    @app.get("/v1/experiments/{name}/front", dependencies=[scope("read")], tags=["experiments"])
-    def get_front(name: str) -> dict[str, Any]:
+    @app.get("/v1/experiments/{name}", tags=["experiments"], response_model=ExperimentOut,
+             responses=_responses(403, 404))
+    def get_experiment(name: Name, request: Request) -> dict[str, Any]:
+        """One experiment: phase, spec, counts, model, candidates, arms."""
+        authorize(key(request), "read", name)
+        return svc().describe(name)
+
+    @app.delete("/v1/experiments/{name}", tags=["experiments"], status_code=204,
+                responses=_responses(403, 404))
+    def delete_experiment(name: Name, request: Request) -> Response:
+        """Delete an experiment and everything logged for it (cannot be undone)."""
+        authorize(key(request), "admin", name)
+        svc().delete_experiment(name)
+        return Response(status_code=204)
+
+    @app.post("/v1/experiments/{name}/phase", tags=["experiments"],
+              response_model=ExperimentOut, responses=_responses(403, 404, 409))
+    def set_phase(name: Name, body: PhaseRequest, request: Request) -> dict[str, Any]:
+        """Stop an experiment, or go back to randomizing."""
+        authorize(key(request), "admin", name)
+        return svc().set_phase(name, body.phase)
+
+    @app.get("/v1/experiments/{name}/policies", tags=["experiments"],
+             response_model=list[PolicyOut], responses=_responses(403, 404))
+    def list_policies(name: Name, request: Request) -> list[dict[str, Any]]:
+        """Every policy version (immutable) with its kind and parameters."""
+        authorize(key(request), "read", name)
+        return svc().policies(name)
+
+    @app.get("/v1/experiments/{name}/front", tags=["experiments"],
+             response_model=dict[str, Any], responses=_responses(403, 404))
+    def get_front(name: Name, request: Request) -> dict[str, Any]:
         """The offline Pareto front (policies.json schema)."""
-        front = svc()._experiment(name)["state"].get("front")
-        if front is None:
-            raise RequestError(404, f"{name!r} has no front yet; run an 'optimize' job.")
-        return dict(front)
+        authorize(key(request), "read", name)
+        return svc().front(name)
 
     # ---------------------------------------------------------- decide / log
-    @app.post("/v1/experiments/{name}/decide", dependencies=[scope("decide")], tags=["decide"],
-              response_model=DecisionOut)
-    def decide(name: str, body: DecideRequest) -> dict[str, Any]:
-        """Decide a treatment for one unit (sticky within a phase)."""
-        return asdict(svc().decide(name, [body.model_dump()])[0])
+    @app.post("/v1/experiments/{name}/decide", tags=["decide"], response_model=DecisionOut,
+              responses=_responses(403, 404, 409, 503))
+    async def decide(name: Name, body: DecideRequest, request: Request) -> Response:
+        """Decide a treatment for one unit (sticky within a phase; stored before the answer)."""
+        authorize(key(request), "decide", name)
+        ds = await svc().decide_async(name, [{"unit": body.unit, "features": body.features}])
+        return _json(_decision(ds[0]))
 
-    @app.post("/v1/experiments/{name}/decide/batch", dependencies=[scope("decide")],
-              tags=["decide"], response_model=DecisionsOut)
-    def decide_batch(name: str, body: DecideBatch) -> dict[str, Any]:
-        """Decide for many units in one call."""
-        ds = svc().decide(name, [r.model_dump() for r in body.requests])
-        return {"decisions": [asdict(d) for d in ds]}
+    @app.post("/v1/experiments/{name}/decide/batch", tags=["decide"],
+              response_model=DecisionsOut, responses=_responses(403, 404, 409, 503))
+    async def decide_batch(name: Name, body: DecideBatch, request: Request) -> Response:
+        """Decide for many units in one call (at most PEXKIT_MAX_BATCH)."""
+        authorize(key(request), "decide", name)
+        ds = await svc().decide_async(
+            name, [{"unit": r.unit, "features": r.features} for r in body.requests]
+        )
+        return _json({"decisions": [_decision(d) for d in ds]})
 
-    @app.post("/v1/experiments/{name}/log", dependencies=[scope("log")], tags=["log"],
-              response_model=LogResult)
-    def log(name: str, body: LogEvent) -> dict[str, int]:
+    @app.post("/v1/experiments/{name}/log", tags=["log"], response_model=LogResult,
+              responses=_responses(403, 404, 503))
+    def log(name: Name, body: LogEvent, request: Request) -> dict[str, int]:
         """Log one outcome event (idempotent on event_id; durable once acknowledged)."""
+        authorize(key(request), "log", name)
         return svc().log(name, [body.model_dump()])
 
-    @app.post("/v1/experiments/{name}/log/batch", dependencies=[scope("log")], tags=["log"],
-              response_model=LogResult)
-    def log_batch(name: str, body: LogBatch) -> dict[str, int]:
-        """Log many outcome events in one transaction."""
+    @app.post("/v1/experiments/{name}/log/batch", tags=["log"], response_model=LogResult,
+              responses=_responses(403, 404, 503))
+    def log_batch(name: Name, body: LogBatch, request: Request) -> dict[str, int]:
+        """Log many outcome events in one transaction (at most PEXKIT_MAX_BATCH)."""
+        authorize(key(request), "log", name)
         return svc().log(name, [e.model_dump() for e in body.events])
 
     # ---------------------------------------------------------- jobs
-    @app.post("/v1/experiments/{name}/jobs", dependencies=[scope("admin")], tags=["jobs"],
-              status_code=202)
-    def submit_job(name: str, body: JobRequest) -> dict[str, Any]:
-        """Start a background job: train, optimize, tune_round, retrain, distill.
+    @app.post("/v1/experiments/{name}/jobs", tags=["jobs"], status_code=202,
+              response_model=JobOut, responses=_responses(403, 404, 409, 429))
+    def submit_job(name: Name, body: JobRequest, request: Request) -> dict[str, Any]:
+        """Start a background job: train, retrain, optimize, tune_round, distill.
 
+        ``train``/``retrain`` take ``sources`` (randomize, holdout, launched: the
+        launched traffic served with exploration, with its propensities);
         ``distill`` (params ``version``, ``max_depth`` 1-4) turns a linear policy
         version into a policy-tree version that can be launched like any other.
         """
+        authorize(key(request), "admin", name)
         return svc().submit(name, body.kind, body.params)
 
-    @app.get("/v1/jobs/{job_id}", dependencies=[scope("read")], tags=["jobs"])
-    def get_job(job_id: int) -> dict[str, Any]:
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], response_model=JobOut,
+             responses=_responses(403, 404))
+    def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
         """A job's status (queued, running, succeeded, failed), result or error."""
-        return svc().job(job_id)
+        job = svc().job(job_id)
+        authorize(key(request), "read", job["experiment"])
+        return job
 
-    @app.get("/v1/experiments/{name}/jobs", dependencies=[scope("read")], tags=["jobs"])
-    def list_jobs(name: str) -> list[dict[str, Any]]:
+    @app.get("/v1/experiments/{name}/jobs", tags=["jobs"], response_model=list[JobOut],
+             responses=_responses(403, 404))
+    def list_jobs(name: Name, request: Request) -> list[dict[str, Any]]:
         """Every job of an experiment."""
-        svc()._experiment(name)
-        return [svc().job(int(j["id"])) for j in svc().store.jobs(name)]
+        authorize(key(request), "read", name)
+        return svc().experiment_jobs(name)
 
     # ---------------------------------------------------------- tune / launch
-    @app.post("/v1/experiments/{name}/tune", dependencies=[scope("admin")], tags=["phases"])
-    def start_tune(name: str, body: TuneRequest) -> dict[str, Any]:
+    @app.post("/v1/experiments/{name}/tune", tags=["phases"], response_model=ExperimentOut,
+              responses=_responses(403, 404, 409))
+    def start_tune(name: Name, body: TuneRequest, request: Request) -> dict[str, Any]:
         """Enter the tune phase: the offline candidates become arms of an Ax experiment."""
+        authorize(key(request), "admin", name)
         return svc().start_tune(name, body.objectives)
 
-    @app.get("/v1/experiments/{name}/arms", dependencies=[scope("read")], tags=["phases"])
-    def arms(name: str) -> list[dict[str, Any]]:
+    @app.get("/v1/experiments/{name}/arms", tags=["phases"], response_model=list[TunedArmOut],
+             responses=_responses(403, 404))
+    def arms(name: Name, request: Request) -> list[dict[str, Any]]:
         """Every tuned arm with its online metrics."""
+        authorize(key(request), "read", name)
         return svc().tune_results(name)
 
-    @app.post("/v1/experiments/{name}/launch", dependencies=[scope("admin")], tags=["phases"])
-    def launch(name: str, body: LaunchRequest) -> dict[str, Any]:
+    @app.post("/v1/experiments/{name}/launch", tags=["phases"], response_model=ExperimentOut,
+              responses=_responses(403, 404, 409))
+    def launch(name: Name, body: LaunchRequest, request: Request) -> dict[str, Any]:
         """Launch a policy version to all units but a randomized holdout (2-5%)."""
-        return svc().launch(name, body.version, body.holdout)
+        authorize(key(request), "admin", name)
+        return svc().launch(name, body.version, body.holdout, body.explore)
 
-    @app.get("/v1/experiments/{name}/backtest", dependencies=[scope("read")], tags=["phases"])
-    def backtest(name: str) -> dict[str, Any]:
+    @app.get("/v1/experiments/{name}/backtest", tags=["phases"], response_model=BacktestOut,
+             responses=_responses(403, 404, 409))
+    def backtest(name: Name, request: Request) -> dict[str, Any]:
         """Launched policy vs holdout per outcome, with 95% CIs, and over time."""
+        authorize(key(request), "read", name)
         return svc().backtest(name)
 
-    @app.get("/v1/health", tags=["admin"])
+    @app.get("/v1/health", tags=["admin"], response_model=HealthOut,
+             responses={503: {"model": ErrorOut, "description": "Store unavailable"}})
     def health() -> dict[str, str]:
-        """Liveness (no key needed)."""
+        """Liveness and store health (no key needed): 503 when writes would be lost."""
+        svc().store.check_alive()
         return {"status": "ok"}
 
     app.state.service = svc
-    try:
-        from pexkit.service.dashboard import mount_dashboard
+    app.state.keys = keys
+    from pexkit.service.dashboard import mount_dashboard
 
-        mount_dashboard(app, svc)
-    except ImportError:  # pragma: no cover - dashboard optional during development
-        pass
+    mount_dashboard(app, svc)
     return app

@@ -1,32 +1,64 @@
-"""EventStore: experiments, policies, assignments and outcomes in SQL.
+"""EventStore: experiments, keys, policies, blobs, assignments, outcomes and jobs in SQL.
 
 SQLite (WAL, ``synchronous=FULL``) is the embedded default; PostgreSQL is the
 production store. Every write commits before the call returns, so whatever the
 service acknowledged survives a ``kill -9`` of the server. Writes that may race
 (two workers deciding for the same unit, a client retrying an event) are
 ``INSERT ... ON CONFLICT DO NOTHING`` followed by a read, so the first write
-wins everywhere and nobody waits on a lock upgrade.
+wins everywhere. An experiment's state is changed only by compare-and-swap on
+its ``version`` (:meth:`EventStore.swap_state`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
-import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from pexkit.exceptions import InvalidParameterError
+from pexkit.exceptions import InvalidParameterError, PexkitError
 from pexkit.store import schema as t
 
-__all__ = ["EventStore", "GroupCommitter", "hash_key", "normalize_url"]
+__all__ = [
+    "EventStore",
+    "KeyInfo",
+    "StaleStateError",
+    "StoreUnavailableError",
+    "hash_key",
+    "normalize_url",
+    "now",
+]
 
 SCOPES = ("admin", "decide", "log", "read")
+_CHUNK = 500  # units per IN (...) list: far below SQLite's variable limit
+
+
+class StoreUnavailableError(PexkitError):
+    """The store cannot be reached, or its file disappeared: writes would be lost."""
+
+
+class StaleStateError(PexkitError):
+    """Decisions were computed from an experiment state that changed before commit."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__(f"experiment state changed under the request: {sorted(names)}")
+        self.names = names
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What an API key may do: scopes, and the experiments it is limited to (None: all)."""
+
+    id: int
+    scopes: frozenset[str]
+    experiments: frozenset[str] | None
+    label: str
 
 
 def now() -> datetime:
@@ -55,6 +87,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 class EventStore:
     """Thin, typed access to the event store.
 
@@ -68,6 +105,8 @@ class EventStore:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
+        self._file: str | None = None
+        self._identity: tuple[int, int] | None = None
         if self.dialect not in ("sqlite", "postgresql"):
             raise InvalidParameterError(
                 f"database URL {url!r}: expected sqlite:///PATH or postgresql://...; "
@@ -90,10 +129,13 @@ class EventStore:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                self._file = os.path.abspath(database)
         else:
             self.engine = sa.create_engine(self.url, pool_size=10, max_overflow=20)
         try:
-            t.metadata.create_all(self.engine)
+            self._migrate()
         except sa.exc.OperationalError as exc:
             raise InvalidParameterError(
                 f"database URL {url!r}: cannot connect or create the tables "
@@ -101,6 +143,33 @@ class EventStore:
                 "server is running and the database exists (createdb NAME), or use "
                 "sqlite:///PATH."
             ) from exc
+        if self._file is not None:
+            st = os.stat(self._file)
+            self._identity = (st.st_dev, st.st_ino)
+
+    def _migrate(self) -> None:
+        inspector = sa.inspect(self.engine)
+        tables = set(inspector.get_table_names())
+        if "experiments" in tables and "pexkit_meta" not in tables:
+            raise InvalidParameterError(
+                f"database {self.url!r}: it holds tables of an older pexkit event store (schema "
+                f"1); this pexkit reads schema {t.SCHEMA_VERSION}. Point --db at a new database "
+                "(the old one stays readable by the pexkit that wrote it)."
+            )
+        t.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(t.meta).values(key="schema", value=str(t.SCHEMA_VERSION))
+                .on_conflict_do_nothing()
+            )
+            found = conn.execute(
+                sa.select(t.meta.c.value).where(t.meta.c.key == "schema")
+            ).scalar_one()
+        if found != str(t.SCHEMA_VERSION):
+            raise InvalidParameterError(
+                f"database {self.url!r}: event store schema {found}; this pexkit reads schema "
+                f"{t.SCHEMA_VERSION}. Upgrade pexkit, or use a new database."
+            )
 
     # ------------------------------------------------------------ helpers
     def _insert(self, table: sa.Table) -> Any:
@@ -115,8 +184,38 @@ class EventStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def check_alive(self) -> None:
+        """Raise :class:`StoreUnavailableError` when the store is gone or unreachable.
+
+        For SQLite, the database file must still be the one opened at start (a
+        deleted or replaced file would silently swallow every later write).
+        """
+        if self._file is not None:
+            try:
+                st = os.stat(self._file)
+            except OSError:
+                raise StoreUnavailableError(
+                    f"the SQLite store {self._file} no longer exists; writes would be lost. "
+                    "Restore the file and restart the server."
+                ) from None
+            if (st.st_dev, st.st_ino) != self._identity:
+                raise StoreUnavailableError(
+                    f"the SQLite store {self._file} was replaced while the server ran; writes "
+                    "would go to the old file. Restart the server."
+                )
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreUnavailableError(f"the store is unreachable: {exc.__class__.__name__}") from exc
+
     # ------------------------------------------------------------ keys
-    def add_key(self, scopes: Sequence[str], label: str = "", key: str | None = None) -> str:
+    def add_key(
+        self, scopes: Sequence[str], label: str = "", key: str | None = None,
+        experiments: Sequence[str] | None = None,
+    ) -> tuple[int, str]:
+        """Register a key (only its hash is kept); return ``(id, key)``."""
         bad = [s for s in scopes if s not in SCOPES]
         if bad or not scopes:
             raise InvalidParameterError(
@@ -125,22 +224,67 @@ class EventStore:
         key = key or "pk_" + secrets.token_urlsafe(24)
         stmt = self._insert(t.api_keys).values(
             key_hash=hash_key(key), scopes=",".join(sorted(set(scopes))), label=label,
-            created_at=now(),
+            experiments=None if experiments is None else sorted(set(experiments)),
+            created_at=now(), revoked_at=None,
         ).on_conflict_do_nothing()
         with self.engine.begin() as conn:
             conn.execute(stmt)
-        return key
+            kid = conn.execute(
+                sa.select(t.api_keys.c.id).where(t.api_keys.c.key_hash == hash_key(key))
+            ).scalar_one()
+        return int(kid), key
 
-    def key_scopes(self, key: str) -> set[str] | None:
+    def key_info(self, key: str) -> KeyInfo | None:
+        """The key's rights, or None when it is unknown or revoked."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(t.api_keys.c.scopes).where(t.api_keys.c.key_hash == hash_key(key))
-            ).first()
-        return None if row is None else set(row[0].split(","))
+                sa.select(t.api_keys).where(
+                    (t.api_keys.c.key_hash == hash_key(key)) & t.api_keys.c.revoked_at.is_(None)
+                )
+            ).mappings().first()
+        if row is None:
+            return None
+        exps = row["experiments"]
+        return KeyInfo(int(row["id"]), frozenset(row["scopes"].split(",")),
+                       None if exps is None else frozenset(exps), str(row["label"]))
+
+    def key_scopes(self, key: str) -> set[str] | None:
+        """Scopes of a live key (any experiment), or None."""
+        info = self.key_info(key)
+        return None if info is None else set(info.scopes)
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.api_keys.c.id, t.api_keys.c.scopes, t.api_keys.c.experiments,
+                          t.api_keys.c.label, t.api_keys.c.created_at, t.api_keys.c.revoked_at)
+                .order_by(t.api_keys.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def revoke_key(self, key_id: int) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                t.api_keys.update()
+                .where((t.api_keys.c.id == key_id) & t.api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+        return bool(res.rowcount)
+
+    def revoke_other_keys(self, label: str, keep: str) -> int:
+        """Revoke every live key labelled ``label`` except ``keep`` (a key, not a hash)."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                t.api_keys.update()
+                .where((t.api_keys.c.label == label) & (t.api_keys.c.key_hash != hash_key(keep))
+                       & t.api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+        return int(res.rowcount)
 
     # ------------------------------------------------------------ experiments
     def create_experiment(self, row: dict[str, Any]) -> bool:
-        """Insert; False when the name exists."""
+        """Insert (with policy version 1, uniform random); False when the name exists."""
         stmt = (
             self._insert(t.experiments).values(**row).on_conflict_do_nothing()
             .returning(t.experiments.c.name)
@@ -156,28 +300,52 @@ class EventStore:
                 )
         return created
 
-    def experiment(self, name: str, with_state: bool = True) -> dict[str, Any] | None:
-        """One experiment's row; ``with_state=False`` skips the state JSON (front, Ax
-        state), which the decide and log paths never need."""
-        cols = t.experiments.c if with_state else [
-            c for c in t.experiments.c if c.name != "state"
-        ]
+    def experiment(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(*cols).where(t.experiments.c.name == name)
+                sa.select(t.experiments).where(t.experiments.c.name == name)
             ).mappings().first()
         return None if row is None else dict(row)
+
+    def experiment_version(self, name: str) -> int | None:
+        with self.engine.connect() as conn:
+            v = conn.execute(
+                sa.select(t.experiments.c.version).where(t.experiments.c.name == name)
+            ).scalar()
+        return None if v is None else int(v)
 
     def experiments(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t.experiments).order_by(t.experiments.c.created_at))
             return [dict(r) for r in rows.mappings()]
 
-    def update_experiment(self, name: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(t.experiments.update().where(t.experiments.c.name == name).values(**values))
+    def experiment_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.experiments.c.name).order_by(t.experiments.c.created_at)
+            )
+            return [r[0] for r in rows]
 
-    # ------------------------------------------------------------ policies / models
+    def swap_state(self, name: str, expected_version: int, state: dict[str, Any]) -> bool:
+        """Compare-and-swap: write ``state`` only if the version is still ``expected_version``."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                t.experiments.update()
+                .where((t.experiments.c.name == name)
+                       & (t.experiments.c.version == expected_version))
+                .values(state=state, version=expected_version + 1)
+            )
+        return res.rowcount == 1
+
+    def delete_experiment(self, name: str) -> bool:
+        """Delete an experiment and everything logged for it."""
+        with self.engine.begin() as conn:
+            for table in (t.assignments, t.outcomes, t.arm_history, t.jobs, t.policies, t.models):
+                conn.execute(table.delete().where(table.c.experiment == name))
+            res = conn.execute(t.experiments.delete().where(t.experiments.c.name == name))
+        return bool(res.rowcount)
+
+    # ------------------------------------------------------------ policies / blobs
     def add_policy(
         self, experiment: str, kind: str, params: dict[str, Any], model_id: int | None, label: str
     ) -> int:
@@ -219,75 +387,101 @@ class EventStore:
             )
             return [dict(r) for r in rows.mappings()]
 
-    def add_model(self, experiment: str, blob: bytes, summary: dict[str, Any]) -> int:
+    def add_blob(self, experiment: str, kind: str, blob: bytes, summary: dict[str, Any]) -> int:
         with self.engine.begin() as conn:
             res = conn.execute(
                 t.models.insert()
-                .values(experiment=experiment, blob=blob, summary=summary, created_at=now())
+                .values(experiment=experiment, kind=kind, blob=blob, summary=summary,
+                        created_at=now())
                 .returning(t.models.c.id)
             )
             return int(res.scalar_one())
 
-    def model_blob(self, model_id: int) -> bytes:
+    def blob(self, blob_id: int) -> tuple[str, bytes]:
+        """``(kind, bytes)`` of a stored blob."""
         with self.engine.connect() as conn:
-            return bytes(
-                conn.execute(sa.select(t.models.c.blob).where(t.models.c.id == model_id)).scalar_one()
-            )
+            row = conn.execute(
+                sa.select(t.models.c.kind, t.models.c.blob).where(t.models.c.id == blob_id)
+            ).first()
+        if row is None:
+            raise InvalidParameterError(f"blob {blob_id}: not found in the store.")
+        return str(row[0]), bytes(row[1])
+
+    def add_model(
+        self, experiment: str, blob: bytes, summary: dict[str, Any], kind: str = "effect-model"
+    ) -> int:
+        return self.add_blob(experiment, kind, blob, summary)
+
+    def model_blob(self, model_id: int) -> bytes:
+        return self.blob(model_id)[1]
 
     # ------------------------------------------------------------ assignments
-    def assign(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Insert first assignments (first write wins); return the stored ones by unit."""
-        if not rows:
-            return {}
-        experiment, epoch = rows[0]["experiment"], rows[0]["epoch"]
-        stamp = now()
-        for r in rows:
-            r.setdefault("created_at", stamp)
-        units = [r["unit"] for r in rows]
-        with self.engine.begin() as conn:
-            conn.execute(self._insert(t.assignments).on_conflict_do_nothing(), rows)
-            stored = conn.execute(
-                sa.select(t.assignments).where(
-                    (t.assignments.c.experiment == experiment)
-                    & (t.assignments.c.epoch == epoch)
-                    & (t.assignments.c.unit.in_(units))
-                )
-            ).mappings()
-            return {r["unit"]: dict(r) for r in stored}
+    def commit_decisions(
+        self, groups: list[list[dict[str, Any]]], versions: dict[str, int]
+    ) -> list[dict[str, dict[str, Any]]]:
+        """Insert first assignments of several requests in one transaction (one fsync).
 
-    def assign_groups(self, groups: list[list[dict[str, Any]]]) -> list[dict[str, dict[str, Any]]]:
-        """:meth:`assign` for several requests in one transaction (one commit, one fsync)."""
+        ``versions`` maps each experiment to the state version the decisions were
+        computed from; if any changed before the commit, nothing is written and
+        :class:`StaleStateError` names the experiments (the caller recomputes).
+        Returns, per group, the stored assignment of each unit (first write wins).
+        """
         stamp = now()
         rows = [r for g in groups for r in g]
         for r in rows:
             r.setdefault("created_at", stamp)
-        keys: dict[tuple[str, int], set[str]] = {}
-        for r in rows:
-            keys.setdefault((r["experiment"], r["epoch"]), set()).add(r["unit"])
+        ac = t.assignments.c
         found: dict[tuple[str, int, str], dict[str, Any]] = {}
         with self.engine.begin() as conn:
             if rows:
-                conn.execute(self._insert(t.assignments).on_conflict_do_nothing(), rows)
-            for (experiment, epoch), units in keys.items():
-                stored = conn.execute(
-                    sa.select(t.assignments).where(
-                        (t.assignments.c.experiment == experiment)
-                        & (t.assignments.c.epoch == epoch)
-                        & (t.assignments.c.unit.in_(list(units)))
-                    )
-                ).mappings()
-                for m in stored:
-                    found[(experiment, epoch, m["unit"])] = dict(m)
+                ins = self._insert(t.assignments).on_conflict_do_nothing().returning(
+                    ac.experiment, ac.epoch, ac.unit
+                )
+                inserted = {(e, int(ep), u) for e, ep, u in conn.execute(ins, rows).all()}
+            else:
+                inserted = set()
+            self._check_versions(conn, versions)
+            missing: dict[tuple[str, int], list[str]] = {}
+            for r in rows:
+                k = (r["experiment"], int(r["epoch"]), r["unit"])
+                if k in inserted:
+                    found[k] = r
+                else:
+                    missing.setdefault(k[:2], []).append(k[2])
+            for (experiment, epoch), units in missing.items():
+                for chunk in _chunks(sorted(set(units))):
+                    stored = conn.execute(
+                        sa.select(t.assignments).where(
+                            (ac.experiment == experiment) & (ac.epoch == epoch)
+                            & ac.unit.in_(chunk)
+                        )
+                    ).mappings()
+                    for m in stored:
+                        found[(experiment, epoch, m["unit"])] = dict(m)
+        self.check_alive()
         return [
-            {r["unit"]: found[(r["experiment"], r["epoch"], r["unit"])] for r in g} for g in groups
+            {r["unit"]: found[(r["experiment"], int(r["epoch"]), r["unit"])] for r in g}
+            for g in groups
         ]
 
+    def _check_versions(self, conn: Connection, versions: dict[str, int]) -> None:
+        if not versions:
+            return
+        q = sa.select(t.experiments.c.name, t.experiments.c.version).where(
+            t.experiments.c.name.in_(list(versions))
+        )
+        if self.dialect == "postgresql":  # a concurrent state change waits for this commit
+            q = q.with_for_update(read=True)
+        current = {n: int(v) for n, v in conn.execute(q).all()}
+        stale = {n for n, v in versions.items() if current.get(n) != v}
+        if stale:
+            raise StaleStateError(stale)
+
     def latest_epochs(self, experiment: str, units: Iterable[str]) -> dict[str, int]:
-        units = list(set(units))
+        ulist = sorted(set(units))
         out: dict[str, int] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(units), 5000):
-                chunk = units[start : start + 5000]
+            for chunk in _chunks(ulist):
                 rows = conn.execute(
                     sa.select(t.assignments.c.unit, sa.func.max(t.assignments.c.epoch))
                     .where(
@@ -343,6 +537,7 @@ class EventStore:
                     .where(t.experiments.c.name == experiment)
                     .values(duplicates=t.experiments.c.duplicates + dup)
                 )
+        self.check_alive()
         return accepted, dup
 
     def outcome_totals(self, experiment: str, epochs: Sequence[int] | None = None) -> list[Any]:
@@ -384,7 +579,7 @@ class EventStore:
                 t.jobs.insert()
                 .values(
                     experiment=experiment, kind=kind, params=params, status="queued",
-                    owner=owner, created_at=now(),
+                    owner=owner, created_at=now(), heartbeat_at=now(),
                 )
                 .returning(t.jobs.c.id)
             )
@@ -393,6 +588,31 @@ class EventStore:
     def update_job(self, job_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(t.jobs.update().where(t.jobs.c.id == job_id).values(**values))
+
+    def heartbeat(self, owner: str) -> None:
+        """Mark every unfinished job of ``owner`` as still alive."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                t.jobs.update()
+                .where((t.jobs.c.owner == owner) & t.jobs.c.status.in_(["queued", "running"]))
+                .values(heartbeat_at=now())
+            )
+
+    def fail_silent_jobs(self, older_than: timedelta, exclude_owner: str) -> int:
+        """Fail unfinished jobs of other servers whose heartbeat stopped ``older_than`` ago."""
+        cutoff = now() - older_than
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.status.in_(["queued", "running"])
+                       & (t.jobs.c.owner != exclude_owner)
+                       & (t.jobs.c.heartbeat_at < cutoff))
+                .values(status="failed", finished_at=now(),
+                        error="the server process that ran this job stopped sending heartbeats "
+                        "(it was killed or lost the store) before the job finished; submit "
+                        "the job again.")
+            )
+        return int(res.rowcount)
 
     def unfinished_jobs(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -417,7 +637,7 @@ class EventStore:
     def add_arms(self, experiment: str, epoch: int, arms: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                t.arm_history.insert(),
+                self._insert(t.arm_history).on_conflict_do_nothing(),
                 [{"experiment": experiment, "epoch": epoch, **a} for a in arms],
             )
 
@@ -441,61 +661,3 @@ class EventStore:
                 .order_by(t.arm_history.c.epoch, t.arm_history.c.arm)
             )
             return [dict(r) for r in rows.mappings()]
-
-
-class GroupCommitter:
-    """Group commit for decisions: concurrent requests share one transaction.
-
-    Each commit costs an fsync (SQLite ``synchronous=FULL``, PostgreSQL's WAL
-    flush), which caps one-at-a-time commits at a few hundred per second. A
-    single writer thread takes every request waiting in its queue, writes them
-    in one transaction, and only then answers each one: the durability promise
-    is unchanged (nothing is acknowledged before its commit) and throughput
-    grows with concurrency.
-    """
-
-    def __init__(self, store: EventStore, max_batch: int = 512) -> None:
-        import queue
-
-        self.store = store
-        self.max_batch = max_batch
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="pexkit-commit", daemon=True)
-        self._thread.start()
-
-    def assign(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        fut: Future[dict[str, dict[str, Any]]] = Future()
-        self._queue.put((rows, fut))
-        return fut.result()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        import queue
-
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            n_rows = len(item[0])
-            while n_rows < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-                n_rows += len(nxt[0])
-            try:
-                results = self.store.assign_groups([rows for rows, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            for (_, fut), res in zip(batch, results, strict=True):
-                fut.set_result(res)

@@ -1,4 +1,12 @@
-"""The event store's tables (SQLAlchemy Core; SQLite and PostgreSQL)."""
+"""The event store's tables (SQLAlchemy Core; SQLite and PostgreSQL).
+
+Schema version 2. An experiment's mutable state is one typed JSON document
+(:class:`pexkit.service.state.ExperimentState`) guarded by an integer
+``version``: every change is a compare-and-swap on that version, so two jobs or
+two server processes never overwrite each other's changes. Models, fronts and
+tuner states are immutable blobs referenced by id; they are model text plus a
+JSON manifest (or plain JSON), never pickles.
+"""
 
 from __future__ import annotations
 
@@ -15,25 +23,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 
+SCHEMA_VERSION = 2
+
 metadata = MetaData()
+
+meta = Table(
+    "pexkit_meta",
+    metadata,
+    Column("key", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
 
 experiments = Table(
     "experiments",
     metadata,
-    Column("name", String(200), primary_key=True),
+    Column("name", String(64), primary_key=True),
     Column("spec", JSON, nullable=False),
     Column("tracking", JSON, nullable=False),  # [{name, goal}] logged, not modeled
-    Column("phase", String(20), nullable=False),
     Column("salt", String(64), nullable=False),
-    Column("epoch", Integer, nullable=False),  # bumps on every phase change / tune round
-    Column("holdout", Float, nullable=False),
-    Column("launched_version", Integer, nullable=True),
-    Column("arms", JSON, nullable=False),  # current tune arms: [{"arm", "version"}]
-    Column("state", JSON, nullable=False),  # model ids, front, tuning bookkeeping
-    Column("duplicates", Integer, nullable=False),
+    Column("version", Integer, nullable=False),  # compare-and-swap guard of `state`
+    Column("state", JSON, nullable=False),  # ExperimentState.to_dict()
+    Column("duplicates", Integer, nullable=False),  # atomic counter, outside the CAS
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -43,14 +55,17 @@ api_keys = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("scopes", String(100), nullable=False),
+    Column("experiments", JSON, nullable=True),  # null: every experiment
     Column("label", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
 policies = Table(
     "policies",
     metadata,
-    Column("experiment", String(200), ForeignKey("experiments.name"), primary_key=True),
+    Column("experiment", String(64), ForeignKey("experiments.name", ondelete="CASCADE"),
+           primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("kind", String(20), nullable=False),  # uniform | linear | tree
     Column("params", JSON, nullable=False),
@@ -63,7 +78,9 @@ models = Table(
     "models",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("experiment", String(200), ForeignKey("experiments.name"), nullable=False),
+    Column("experiment", String(64), ForeignKey("experiments.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("kind", String(40), nullable=False),  # effect-model | distilled | front | tuner
     Column("blob", LargeBinary, nullable=False),
     Column("summary", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -72,7 +89,7 @@ models = Table(
 assignments = Table(
     "assignments",
     metadata,
-    Column("experiment", String(200), primary_key=True),
+    Column("experiment", String(64), primary_key=True),
     Column("epoch", Integer, primary_key=True),
     Column("unit", String(200), primary_key=True),
     Column("phase", String(20), nullable=False),
@@ -88,7 +105,7 @@ assignments = Table(
 outcomes = Table(
     "outcomes",
     metadata,
-    Column("experiment", String(200), primary_key=True),
+    Column("experiment", String(64), primary_key=True),
     Column("event_id", String(200), primary_key=True),
     Column("unit", String(200), nullable=False, index=True),
     Column("epoch", Integer, nullable=False),
@@ -101,7 +118,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("experiment", String(200), nullable=False),
+    Column("experiment", String(64), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("params", JSON, nullable=False),
     Column("status", String(20), nullable=False),  # queued | running | succeeded | failed
@@ -109,17 +126,17 @@ jobs = Table(
     Column("result", JSON, nullable=True),
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
 )
 
 arm_history = Table(
     "arm_history",
     metadata,
-    Column("experiment", String(200), primary_key=True),
+    Column("experiment", String(64), primary_key=True),
     Column("epoch", Integer, primary_key=True),
     Column("arm", String(50), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("trial", Integer, nullable=True),
     Column("metrics", JSON, nullable=True),
-    UniqueConstraint("experiment", "epoch", "arm"),
 )

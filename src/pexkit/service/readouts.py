@@ -1,0 +1,99 @@
+"""Readouts: online arm metrics of a tuning round, tuned arms, and the launch backtest."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pexkit._stats import Z95
+from pexkit.service.errors import ConflictError
+
+if TYPE_CHECKING:
+    from pexkit.service.core import DecisionService
+
+__all__ = ["arm_metrics", "backtest", "tune_results"]
+
+
+def arm_metrics(svc: DecisionService, name: str, epoch: int) -> dict[str, dict[str, Any]]:
+    """Per tuning arm of ``epoch``: units, and each outcome's mean and standard error."""
+    from pexkit.service.training import unit_frame
+
+    frame, _, outs = unit_frame(svc, name, epoch=epoch)
+    res: dict[str, dict[str, Any]] = {}
+    if frame.empty:
+        return res
+    for arm, grp in frame.groupby("arm"):
+        res[str(arm)] = {
+            "n": len(grp),
+            **{o: {"mean": float(grp[o].mean()),
+                   "sem": float(grp[o].std(ddof=1) / np.sqrt(len(grp))) if len(grp) > 1 else 0.0}
+               for o in outs},
+        }
+    return res
+
+
+def tune_results(svc: DecisionService, name: str) -> list[dict[str, Any]]:
+    """Every tuned arm with its online metrics (the current round's are live)."""
+    exp = svc.experiment(name)
+    rows = svc.store.arm_history(name)
+    live = arm_metrics(svc, name, exp.state.epoch) if exp.state.phase == "tune" else {}
+    out = []
+    for h in rows:
+        metrics = h["metrics"] if h["metrics"] is not None else live.get(h["arm"])
+        out.append({"epoch": h["epoch"], "arm": h["arm"], "version": h["version"],
+                    "trial": h["trial"], "metrics": metrics})
+    return out
+
+
+def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str, Any]:
+    """Launched policy vs its randomized holdout, per outcome, with 95% CIs.
+
+    ``lift`` is mean(Y | served by the launch) - mean(Y | holdout): it estimates
+    V(launch) - V(uniform random) on the launched population (with exploration,
+    the launch includes its explored share). ``over_time`` repeats it on the
+    first 1/c, 2/c, ... of the units.
+    """
+    from pexkit.service.training import unit_frame
+
+    exp = svc.experiment(name)
+    epoch = exp.state.launch_epoch
+    if epoch is None:
+        raise ConflictError(f"experiment {name!r} has not been launched; nothing to backtest.")
+    frame, spec, outs = unit_frame(svc, name, epoch=epoch)
+    goals = {o.name: o.goal for o in spec.outcomes} | {t["name"]: t["goal"] for t in exp.tracking}
+    weights = spec.default_weights
+    if not frame.empty:
+        frame["utility"] = sum(weights[o.name] * o.sign * frame[o.name] for o in spec.outcomes)
+    metrics = [*outs, "utility"]
+
+    def table(df: pd.DataFrame) -> list[dict[str, Any]]:
+        pol, hold = df[~df["holdout"].astype(bool)], df[df["holdout"].astype(bool)]
+        res: list[dict[str, Any]] = []
+        for o in metrics:
+            if len(pol) < 2 or len(hold) < 2:
+                res.append({"outcome": o, "n_policy": len(pol), "n_holdout": len(hold)})
+                continue
+            a, b = pol[o].to_numpy(float), hold[o].to_numpy(float)
+            lift = a.mean() - b.mean()
+            se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+            res.append({
+                "outcome": o, "goal": goals.get(o, "maximize"), "n_policy": len(a),
+                "n_holdout": len(b), "policy_mean": float(a.mean()),
+                "holdout_mean": float(b.mean()), "lift": float(lift), "se": se,
+                "ci_low": float(lift - Z95 * se), "ci_high": float(lift + Z95 * se),
+            })
+        return res
+
+    head = {"version": exp.state.launched_version, "holdout": exp.state.holdout,
+            "explore": exp.state.explore}
+    if frame.empty:
+        return {**head, "outcomes": [], "over_time": []}
+    frame = frame.sort_values("created_at").reset_index(drop=True)
+    over = []
+    for c in range(1, checkpoints + 1):
+        part = frame.iloc[: max(1, len(frame) * c // checkpoints)]
+        over.append({"units": len(part), "at": part["created_at"].iloc[-1].isoformat(),
+                     "outcomes": table(part)})
+    return {**head, "outcomes": table(frame), "over_time": over}

@@ -1,0 +1,270 @@
+"""Job bodies: assemble training data from the store, train, optimize, distill, tune.
+
+Each body computes without holding anything, then applies its result to the
+experiment state with one atomic :meth:`DecisionService.mutate`, so a job never
+overwrites what a concurrent job, phase change or peer server wrote meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pexkit.data.logged import LoggedData
+from pexkit.effects.model import EffectModel
+from pexkit.optimize.optimize import optimize_policies
+from pexkit.policy.linear import LinearPolicy
+from pexkit.service import phases
+from pexkit.service.errors import ConflictError, InvalidRequestError
+from pexkit.service.state import ExperimentState, TuneArm
+from pexkit.spec.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from pexkit.service.core import DecisionService
+
+__all__ = ["SOURCES", "run_distill", "run_optimize", "run_train", "run_tune_round",
+           "training_data", "unit_frame"]
+
+SOURCES = ("randomize", "holdout", "launched")
+
+
+def unit_frame(
+    svc: DecisionService, name: str, **where: Any
+) -> tuple[pd.DataFrame, ExperimentSpec, list[str]]:
+    """Assignments joined with per-unit outcome sums (absent outcome = 0)."""
+    exp = svc.experiment(name)
+    spec = ExperimentSpec.from_dict(exp.spec)
+    outs = list(spec.outcome_names) + [t["name"] for t in exp.tracking]
+    assigned = svc.store.assignments(name, **where)
+    if not assigned:
+        return pd.DataFrame(), spec, outs
+    frame = pd.DataFrame.from_records(
+        [{k: v for k, v in a.items() if k != "features"} for a in assigned]
+    )
+    feats = pd.DataFrame.from_records([a["features"] for a in assigned])
+    frame = pd.concat([frame.reset_index(drop=True), feats], axis=1)
+    totals = svc.store.outcome_totals(name, sorted(frame["epoch"].unique().tolist()))
+    if totals:
+        tot = pd.DataFrame(totals, columns=["epoch", "unit", "outcome", "value"])
+        wide = tot.pivot_table(
+            index=["epoch", "unit"], columns="outcome", values="value", aggfunc="sum"
+        ).reset_index()
+        frame = frame.merge(wide, on=["epoch", "unit"], how="left")
+    for o in outs:
+        frame[o] = frame[o].fillna(0.0).astype(float) if o in frame else 0.0
+    return frame, spec, outs
+
+
+def training_data(
+    svc: DecisionService, name: str, sources: tuple[str, ...] = SOURCES
+) -> LoggedData:
+    """Units whose treatment was randomized, with the propensity it was drawn with.
+
+    ``randomize``: the randomize phases (1/K); ``holdout``: launch holdouts (1/K);
+    ``launched``: launched traffic served with exploration (epsilon > 0), each
+    unit with its logged propensity ``(1 - eps) 1{policy} + eps / K``. Launched
+    units served without exploration (propensity 1) carry no randomization and
+    are left out. A unit seen in several epochs keeps its latest randomized one.
+    """
+    bad = [s for s in sources if s not in SOURCES]
+    if bad or not sources:
+        raise InvalidRequestError(
+            f"params.sources: expected a non-empty subset of {list(SOURCES)}; got {list(sources)}."
+        )
+    frame, spec, _ = unit_frame(svc, name)
+    if frame.empty:
+        raise ConflictError(f"experiment {name!r} has no decisions yet; nothing to train on.")
+    hold = frame["holdout"].astype(bool)
+    keep = pd.Series(False, index=frame.index)
+    if "randomize" in sources:
+        keep |= frame["phase"] == "randomize"
+    if "holdout" in sources:
+        keep |= hold
+    if "launched" in sources:
+        keep |= (frame["phase"] == "launched") & ~hold & (frame["propensity"] < 1.0)
+    uniform = frame[keep].sort_values("epoch").drop_duplicates("unit", keep="last")
+    if len(uniform) < 20 * spec.n_treatments:
+        raise ConflictError(
+            f"experiment {name!r} has {len(uniform)} randomized units; training needs at "
+            f"least {20 * spec.n_treatments}. Decide for more units first."
+        )
+    unit_col = spec.unit or "unit"
+    log = uniform[["unit", "treatment", "propensity", *spec.features, *spec.outcome_names]].copy()
+    log[spec.treatment] = np.asarray(spec.arms)[log["treatment"].to_numpy(int)]
+    log = log.drop(columns=["treatment"]).rename(columns={"unit": unit_col})
+    for f in spec.categorical:
+        log[f] = log[f].astype(object)
+    raw = spec.to_dict()
+    raw["unit"] = unit_col
+    raw["propensity"] = "propensity"
+    return LoggedData.from_frame(log.reset_index(drop=True), ExperimentSpec.from_dict(raw))
+
+
+def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"learner", "n_folds", "random_state", "base", "base_params", "sources"}
+    bad = sorted(set(params) - allowed)
+    if bad:
+        raise InvalidRequestError(f"params {bad}: unknown; train takes {sorted(allowed)}.")
+    sources = params.get("sources", SOURCES)
+    if not isinstance(sources, list | tuple) or not all(isinstance(s, str) for s in sources):
+        raise InvalidRequestError(f"params.sources: expected a list of {list(SOURCES)}.")
+    data = training_data(svc, name, tuple(sources))
+    kw = {k: v for k, v in params.items() if k in allowed - {"sources"}}
+    kw.setdefault("random_state", 0)
+    try:
+        model = EffectModel(progress=False, **kw).fit(data)
+    except TypeError as exc:
+        raise InvalidRequestError(f"params: {exc}") from exc
+    ate = model.ate()
+    summary = {
+        "n_units": int(data.n_units),
+        "sources": list(sources),
+        "chosen": {f"{r['treatment']}/{r['outcome']}": r["learner"]
+                   for r in model.selection_.to_dict(orient="records")},
+        "ate": ate.to_dict(orient="records"),
+    }
+    model_id = svc.registry.put_effect_model(name, model, summary)
+    svc.mutate(name, lambda s: replace(s, model_id=model_id, ate=tuple(summary["ate"])))
+    return {"model_id": model_id, **summary}
+
+
+def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    from pexkit.service.tuning import TuningSpace
+
+    model_id = svc.experiment(name).state.model_id
+    if model_id is None:
+        raise ConflictError("optimize needs a trained model; run a 'train' job first.")
+    model = svc.registry.effect_model(int(model_id))
+    q = params.get("q", 4)
+    if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 16:
+        raise InvalidRequestError(f"params.q: expected 1-16 candidate policies; got {q!r}.")
+    budget = params.get("budget", 1000)
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 10 <= budget <= 20000:
+        raise InvalidRequestError(f"params.budget: expected 10-20000; got {budget!r}.")
+    method = params.get("method", "sobol")
+    if method not in ("sobol", "nsga2", "qnparego"):
+        raise InvalidRequestError(
+            f"params.method: expected 'sobol', 'nsga2' or 'qnparego'; got {method!r}."
+        )
+    seed = params.get("random_state", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InvalidRequestError(f"params.random_state: expected 0 <= int < 2**32; got {seed!r}.")
+    front = optimize_policies(model, method=method, budget=budget, random_state=seed,
+                              progress=False)
+
+    def tunable(pol: LinearPolicy) -> bool:
+        # Ax tunes the vector with w_1 = 1: the first outcome's weight must be positive
+        w = pol.weight_vector
+        return bool(w[0] > 1e-3 * max(float(w.max()), 1e-12))
+
+    chosen = front.select(q=q)
+    versions = []
+    skipped = 0
+    for i, pol in enumerate(chosen.policies):
+        if not tunable(pol):
+            skipped += 1
+            continue
+        versions.append(svc.store.add_policy(
+            name, "linear", pol.to_dict(), int(model_id), f"candidate {i + 1}"
+        ))
+    utility = LinearPolicy(model.spec_)
+    if params.get("include_utility", True) and tunable(utility):
+        versions.append(svc.store.add_policy(
+            name, "linear", utility.to_dict(), int(model_id), "utility (spec weights)"
+        ))
+    if not any(tunable(p) for p in front.policies):
+        raise ConflictError(
+            f"no policy on the front gives the first outcome "
+            f"({model.spec_.outcome_names[0]!r}) a positive weight, so none can be tuned; "
+            "list an outcome the team wants to improve first in the spec."
+        )
+    space = TuningSpace.from_model(model)
+    front_doc = front.to_dict()
+    front_id = svc.registry.put_json(name, "front", front_doc)
+    svc.mutate(name, lambda s: replace(
+        s, front_id=front_id, candidates=tuple(versions), tuning_space=space.to_dict(),
+    ))
+    return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
+            "candidates": versions, "skipped_untunable": skipped}
+
+
+def run_distill(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Distill a linear policy version into a policy-tree version (kind "tree")."""
+    from pexkit.explain.distill import distill
+
+    version = params.get("version")
+    prow = (svc.store.policy(name, version)
+            if isinstance(version, int) and 0 < version < 2**31 else None)
+    if prow is None or prow["kind"] != "linear" or not isinstance(version, int):
+        raise InvalidRequestError(
+            f"params.version: expected a linear policy version of {name!r}; got "
+            f"{version!r}. List versions with GET .../policies."
+        )
+    depth = params.get("max_depth", 3)
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 4:
+        raise InvalidRequestError(f"params.max_depth: expected 1-4; got {depth!r}.")
+    policy, model = svc.registry.linear_policy(name, version)
+    tree = distill(policy, model, max_depth=depth)
+    summary = tree.to_dict()
+    summary.pop("tree", None)
+    blob_id = svc.registry.put_distilled(name, tree, {"kind": "distilled_policy"})
+    new_version = svc.store.add_policy(
+        name, "tree", {**summary, "source_version": version, "max_depth": depth},
+        blob_id, f"tree (depth {depth}) of version {version}",
+    )
+    return {"version": new_version, "source_version": version,
+            "fidelity": summary["fidelity"], "value_kept": summary["value_kept"],
+            "rules": str(tree.tree)}
+
+
+def run_tune_round(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    from pexkit.service.readouts import arm_metrics
+    from pexkit.service.tuning import OnlineTuner
+
+    exp = svc.experiment(name)
+    state = exp.state
+    if state.phase != "tune" or state.tuner_id is None:
+        raise ConflictError("tune_round needs phase 'tune'; start it with POST .../tune.")
+    min_units = params.get("min_units", 30)
+    if isinstance(min_units, bool) or not isinstance(min_units, int) or not 2 <= min_units <= 10**7:
+        raise InvalidRequestError(f"params.min_units: expected 2-10,000,000; got {min_units!r}.")
+    q = params.get("q", len(state.arms))
+    if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 16:
+        raise InvalidRequestError(f"params.q: expected 1-16 arms; got {q!r}.")
+    epoch = state.epoch
+    tuner = OnlineTuner.load(svc.registry.json_blob(state.tuner_id, "tuner"))
+    metrics = arm_metrics(svc, name, epoch)
+    for arm in state.arms:
+        m = metrics.get(arm.arm)
+        if m is None or m["n"] < min_units:
+            raise ConflictError(
+                f"arm {arm.arm} has {0 if m is None else m['n']} units this round; "
+                f"a round needs at least {min_units} per arm. Decide for more units first."
+            )
+    for arm in state.arms:
+        assert arm.trial is not None
+        tuner.complete(arm.trial, metrics[arm.arm], list(state.objectives))
+    proposals = tuner.next(q)
+    rnd = state.tune_round + 1
+    model_id = state.model_id
+    arms = []
+    for i, (trial, pol) in enumerate(proposals):
+        version = svc.store.add_policy(
+            name, "linear", pol.to_dict(), model_id, f"tune round {rnd} arm {i + 1}"
+        )
+        arms.append(TuneArm(f"round{rnd}-arm{i + 1}", version, trial))
+    tuner_id = svc.registry.put_json(name, "tuner", tuner.dump())
+
+    def apply(s: ExperimentState) -> ExperimentState:
+        return phases.next_round(s, epoch, arms, tuner_id)
+
+    new = svc.mutate(name, apply)
+    for arm in state.arms:
+        svc.store.set_arm_metrics(name, epoch, arm.arm, metrics[arm.arm])
+    svc.store.add_arms(name, new.epoch, [{"arm": a.arm, "version": a.version, "trial": a.trial}
+                                         for a in arms])
+    return {"round": rnd, "completed": metrics,
+            "arms": [{"arm": a.arm, "version": a.version, "trial": a.trial} for a in arms]}
