@@ -4,7 +4,19 @@
 average effects, the interactive Pareto front (click a point to see that
 policy), candidates and online arms, the launched policy's backtest over time,
 its interpretable policy tree, and the effect segments. Pages need a key with
-the ``read`` scope, given once as ``?key=...`` (kept in an HttpOnly cookie).
+the ``read`` scope, given once as ``?key=...``: it is kept in an HttpOnly,
+SameSite=Strict cookie and the page redirects to its own URL without the key
+(so the key stays out of the history and of Referer headers).
+
+Every name on these pages (experiment, arms, outcomes, features) is user data:
+HTML is escaped (Jinja autoescape, ``html.escape``), data for scripts travels
+in ``<script type="application/json">`` blocks with ``<``, ``>``, ``&`` and
+U+2028/2029 escaped and is read with ``JSON.parse``, and the page's own script
+writes text with ``textContent`` only. Responses carry a Content-Security-Policy
+whose ``script-src`` is a per-response nonce (Plotly needs neither ``eval`` nor
+inline handlers; its inline ``style`` attributes need ``style-src
+'unsafe-inline'``), ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``
+and ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -12,19 +24,23 @@ from __future__ import annotations
 import html
 import json
 import math
-import pickle
+import secrets
 import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pexkit.service.engine import DecisionService, RequestError
+from pexkit.service.core import DecisionService
+from pexkit.service.errors import NotFoundError, ServiceRequestError
+from pexkit.store.db import KeyInfo
 
 __all__ = ["mount_dashboard"]
 
@@ -46,18 +62,99 @@ def _plotly_js() -> str:
     return str(get_plotlyjs())
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    text = _env().get_template("dashboard.html.j2").render(
-        title=title, body=body, plotly_js=_plotly_js()
+_SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def _csp(nonce: str) -> str:
+    """The dashboard pages' policy: scripts only with this response's nonce."""
+    return (
+        "default-src 'none'; "
+        f"script-src 'nonce-{nonce}'; "
+        "style-src 'unsafe-inline'; "  # Plotly sets inline styles and <style> rules
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
-    return HTMLResponse(text, status_code=status)
+
+
+# The static report is a standalone document whose inline scripts carry no nonce:
+# it runs in a sandbox (an opaque origin: no cookies, no same-origin API calls).
+_REPORT_CSP = (
+    "sandbox allow-scripts allow-popups; default-src 'none'; "
+    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+    "font-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _secure(resp: Response, csp: str) -> Response:
+    """Add the security headers to a dashboard response."""
+    resp.headers["Content-Security-Policy"] = csp
+    for k, v in _SECURITY_HEADERS.items():
+        resp.headers[k] = v
+    return resp
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(18)
+    text = _env().get_template("dashboard.html.j2").render(
+        title=title, body=body, plotly_js=_plotly_js(), nonce=nonce
+    )
+    resp = HTMLResponse(text, status_code=status)
+    _secure(resp, _csp(nonce))
+    return resp
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside ``<script type="application/json">`` (and HTML in general).
+
+    ``<``, ``>``, ``&`` and U+2028/2029 become ``\\uXXXX`` escapes (the JSON
+    value is unchanged); non-finite floats become ``null`` so ``JSON.parse``
+    accepts it.
+    """
+    text = json.dumps(_finite(value), allow_nan=False, separators=(",", ":"))
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _data_block(block_id: str, value: Any) -> str:
+    """A non-executed data block that the page script reads with ``JSON.parse``."""
+    return f'<script type="application/json" id="{_e(block_id)}">{_script_json(value)}</script>'
+
+
+def _label(x: Any) -> str:
+    """A user-named value inside Plotly text (titles, ticks, hover): shown literally.
+
+    Plotly renders a small subset of HTML tags in its text and decodes entities
+    after it has split the tags, so escaping ``<``, ``>`` and ``&`` makes a name
+    like ``<b>x</b>`` display as typed. (Plotly builds SVG text nodes; it never
+    passes text through ``innerHTML``.)
+    """
+    return html.escape(str(x), quote=False)
 
 
 def _fig(fig: go.Figure, div_id: str) -> str:
+    """A plot: an empty div plus its figure as a data block (the page script draws it)."""
     fig.update_layout(margin={"l": 50, "r": 20, "t": 40, "b": 40}, height=380,
                       template="plotly_white")
-    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                           config=_CONFIG))
+    spec = json.loads(str(pio.to_json(fig, validate=False)))
+    return (f"<div id='{_e(div_id)}' class='pk-plot'></div>"
+            + _data_block(f"{div_id}-figure", {**spec, "config": _CONFIG}))
 
 
 def _e(x: Any) -> str:
@@ -101,11 +198,12 @@ class _Explain:
         self._cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, svc: DecisionService, name: str, row: dict[str, Any]) -> dict[str, Any] | None:
-        model_id = row["state"].get("model_id")
+    def get(self, svc: DecisionService, name: str) -> dict[str, Any] | None:
+        state = svc.experiment(name).state
+        model_id = state.model_id
         if model_id is None:
             return None
-        version = row["launched_version"]
+        version = state.launched_version
         if version is None:  # not launched: explain the utility candidate
             pols = [p for p in svc.store.policies(name) if p["label"].startswith("utility")]
             version = pols[-1]["version"] if pols else None
@@ -123,12 +221,12 @@ class _Explain:
         from pexkit import explain
         from pexkit.policy.linear import LinearPolicy
 
-        model = svc._model(model_id)
+        model = svc.registry.effect_model(model_id)
         out: dict[str, Any] = {"version": version}
         if version is not None:
             prow = svc.store.policy(name, version)
             if prow is not None and prow["kind"] == "tree":  # a launched tree explains itself
-                tree = pickle.loads(svc.store.model_blob(int(prow["model_id"])))  # noqa: S301
+                tree = svc.registry.distilled(int(prow["model_id"]))
                 out["tree_text"] = str(tree)
                 out["fidelity"] = (tree.fidelity, *tree.fidelity_ci)
                 out["value_kept"] = (tree.value_kept, *tree.value_kept_ci)
@@ -152,14 +250,21 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
     """Add the dashboard routes to ``app``."""
     explainer = _Explain()
 
-    def authorized(request: Request) -> str | None:
+    def authorized(request: Request) -> tuple[str, KeyInfo] | None:
         key = request.query_params.get("key") or request.cookies.get("pexkit_key")
-        if not key:
+        if not key or len(key) > 256:
             return None
-        scopes = svc().store.key_scopes(key)
-        if scopes is None or not ({"read", "admin"} & scopes):
+        info = svc().store.key_info(key)
+        if info is None or not ({"read", "admin"} & info.scopes):
             return None
-        return key
+        return key, info
+
+    def may_read(info: KeyInfo, name: str) -> bool:
+        return info.experiments is None or name in info.experiments
+
+    def not_found(name: str) -> HTMLResponse:
+        return _page("not found", f"<section><p>experiment {_e(repr(name))} not found (or "
+                     "this key may not read it).</p></section>", 404)
 
     def login(status: int = 401) -> HTMLResponse:
         body = (
@@ -169,21 +274,28 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
         )
         return _page("sign in", body, status)
 
-    def with_cookie(resp: Response, request: Request, key: str) -> Response:
-        if request.query_params.get("key"):
-            resp.set_cookie("pexkit_key", key, httponly=True, samesite="strict")
-        return resp
+    def keyed(request: Request, key: str, path: str) -> Response | None:
+        """A key given in the URL: keep it in a cookie and reload ``path`` without it."""
+        if not request.query_params.get("key"):
+            return None
+        resp = RedirectResponse(path, status_code=303)
+        resp.set_cookie("pexkit_key", key, httponly=True, samesite="strict")
+        return _secure(resp, _csp(secrets.token_urlsafe(18)))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> Response:
-        key = authorized(request)
-        if key is None:
+        auth = authorized(request)
+        if auth is None:
             return login()
+        if (redirect := keyed(request, auth[0], "/")) is not None:
+            return redirect
         rows = []
-        for e in svc().store.experiments():
-            d = svc().describe(e["name"])
+        for exp_name in svc().store.experiment_names():
+            if not may_read(auth[1], exp_name):
+                continue
+            d = svc().describe(exp_name)
             rows.append(
-                f"<tr><td><a href='/experiments/{_e(d['name'])}'>{_e(d['name'])}</a></td>"
+                f"<tr><td><a href='{_e(_path(d['name']))}'>{_e(d['name'])}</a></td>"
                 f"<td><span class='phase {_e(d['phase'])}'>{_e(d['phase'])}</span></td>"
                 f"<td>{sum(d['assignments'].values()):,}</td><td>{d['events']:,}</td>"
                 f"<td>{_e(d['launched_version'] or '–')}</td></tr>"
@@ -193,20 +305,23 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
             "<th>phase</th><th>units</th><th>events</th><th>launched version</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></section>"
         )
-        return with_cookie(_page("experiments", body), request, key)
+        return _page("experiments", body)
 
     @app.get("/experiments/{name}", response_class=HTMLResponse, include_in_schema=False)
     def experiment_page(name: str, request: Request) -> Response:
-        key = authorized(request)
-        if key is None:
+        auth = authorized(request)
+        if auth is None:
             return login()
+        if (redirect := keyed(request, auth[0], _path(name))) is not None:
+            return redirect
+        if not may_read(auth[1], name):
+            return not_found(name)
         try:
             body = _experiment_body(svc(), name, explainer)
-        except RequestError as exc:
-            return _page("not found", f"<section><p>{_e(exc.message)}</p></section>", exc.status)
-        if request.query_params.get("key"):
-            resp = RedirectResponse(f"/experiments/{name}", status_code=303)
-            return with_cookie(resp, request, key)
+        except NotFoundError:
+            return not_found(name)
+        except ServiceRequestError as exc:
+            return _page("unavailable", f"<section><p>{_e(exc)}</p></section>", 409)
         return _page(name, body)
 
     reports: dict[tuple[str, int, int], str] = {}
@@ -214,32 +329,44 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
     @app.get("/experiments/{name}/report", response_class=HTMLResponse, include_in_schema=False)
     def experiment_report(name: str, request: Request) -> Response:
         """The static analysis report of the experiment's current model and front."""
-        if authorized(request) is None:
+        auth = authorized(request)
+        if auth is None:
             return login()
+        if (redirect := keyed(request, auth[0], _path(name) + "/report")) is not None:
+            return redirect
+        if not may_read(auth[1], name):
+            return not_found(name)
         try:
-            row = svc()._experiment(name)
-        except RequestError as exc:
-            return _page("not found", f"<section><p>{_e(exc.message)}</p></section>", exc.status)
-        model_id, front_id = row["state"].get("model_id"), row["state"].get("front_id")
+            state = svc().experiment(name).state
+        except NotFoundError:
+            return not_found(name)
+        model_id, front_id = state.model_id, state.front_id
         if model_id is None or front_id is None:
             return _page(name, "<section><p>No report yet: run the 'train' and 'optimize' "
                          "jobs first.</p></section>", 404)
-        key = (name, int(model_id), int(front_id))
-        if key not in reports:
+        cache_key = (name, int(model_id), int(front_id))
+        if cache_key not in reports:
+            from pexkit.optimize.front import front_from_dict
             from pexkit.report.html import render_report
 
-            model = svc()._model(int(model_id))
-            front = pickle.loads(svc().store.model_blob(int(front_id)))  # noqa: S301
-            reports[key] = render_report(model.data_, model, front)
-        return HTMLResponse(reports[key])
+            model = svc().registry.effect_model(int(model_id))
+            front = front_from_dict(svc().registry.json_blob(int(front_id), "front"),
+                                    model.spec_)
+            reports[cache_key] = render_report(model.data_, model, front)
+        return _secure(HTMLResponse(reports[cache_key]), _REPORT_CSP)
+
+
+def _path(name: str) -> str:
+    """The experiment page's URL path (the name percent-encoded: ``a?b=c``, ``a/b``)."""
+    return "/experiments/" + quote(name, safe="")
 
 
 def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> str:
     d = svc.describe(name)
-    row = svc._experiment(name)
+    state = svc.experiment(name).state
     report_link = (
-        f" <a id='report-link' href='/experiments/{_e(name)}/report' style='font-size:0.9rem'>"
-        "full analysis report</a>" if row["state"].get("front_id") is not None else ""
+        f" <a id='report-link' href='{_e(_path(name))}/report' style='font-size:0.9rem'>"
+        "full analysis report</a>" if state.front_id is not None else ""
     )
     parts = [
         f"<h1>{_e(name)} <span class='phase {_e(d['phase'])}' id='phase'>{_e(d['phase'])}</span>"
@@ -259,9 +386,8 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
         parts.append("<section><h2>Average effects vs control (DR, 95% CI)</h2>"
                      + _table(d["ate"], ["treatment", "outcome", "estimate", "se", "ci_low", "ci_high"],
                               "ate") + "</section>")
-    front = row["state"].get("front")
-    if front:
-        parts.append(_front_section(front))
+    if state.front_id is not None:
+        parts.append(_front_section(svc.front(name)))
     arms = svc.tune_results(name)
     if arms:
         outs = [o["name"] for o in d["spec"]["outcomes"]] + [t["name"] for t in d["tracking"]]
@@ -274,10 +400,10 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
         parts.append("<section><h2>Online arms (tune phase)</h2>"
                      + _table(flat, ["round", "arm", "version", "units", *outs], "arms")
                      + "</section>")
-    if row["state"].get("launch_epoch") is not None:
+    if state.launch_epoch is not None:
         parts.append(_backtest_section(svc.backtest(name)))
     try:
-        ex = explainer.get(svc, name, row)
+        ex = explainer.get(svc, name)
     except Exception as exc:  # noqa: BLE001 - the page still renders
         ex = {"error": str(exc)}
     if ex:
@@ -298,32 +424,24 @@ def _front_section(front: dict[str, Any]) -> str:
         fig.add_trace(go.Scatter(
             x=[p["lift"][x_name] for p in sub], y=[p["lift"][y_name] for p in sub],
             mode="markers", name="candidate" if cand else "front",
-            customdata=[p["id"] for p in sub],
+            customdata=[str(p["id"]) for p in sub],
             marker={"size": 13 if cand else 8, "symbol": "star" if cand else "circle",
                     "color": [p["lift"][color] for p in sub] if color else None,
                     "colorscale": "Viridis", "showscale": not cand and color is not None,
-                    "colorbar": {"title": color} if color else None},
-            hovertemplate="policy %{customdata}<br>" + x_name + " %{x:.4g}<br>" + y_name
-            + " %{y:.4g}<extra></extra>",
+                    "colorbar": {"title": _label(color)} if color else None},
+            hovertemplate="policy %{customdata}<br>" + _label(x_name)
+            + " %{x:.4g}<br>" + _label(y_name) + " %{y:.4g}<extra></extra>",
         ))
     fig.update_layout(title=f"Pareto front: DR lift vs control ({len(pols)} policies; "
-                      "click a point)", xaxis_title=f"{x_name} lift", yaxis_title=f"{y_name} lift")
-    data = json.dumps({str(p["id"]): p for p in pols})
-    script = (
-        "<script>(function(){const P=" + data + ";const el=document.getElementById('front');"
-        "el.on('plotly_click',function(ev){const p=P[String(ev.points[0].customdata)];"
-        "const d=document.getElementById('policy-detail');"
-        "const f=(o)=>Object.entries(o).map(([k,v])=>k+': '+(typeof v==='number'?v.toPrecision(4):JSON.stringify(v))).join(', ');"
-        "d.innerHTML='<h2>Policy '+p.id+(p.candidate?' (candidate)':'')+'</h2>'+"
-        "'<p><b>weights</b> '+f(p.weights)+'</p><p><b>lift</b> '+f(p.lift)+'</p>'+"
-        "'<p><b>share</b> '+f(p.share)+'</p><p><b>biases</b> '+JSON.stringify(p.biases)+'</p>';"
-        "});})();</script>"
-    )
+                      "click a point)", xaxis_title=f"{_label(x_name)} lift",
+                      yaxis_title=f"{_label(y_name)} lift")
+    detail = {str(p["id"]): {k: p.get(k) for k in ("id", "candidate", "weights", "lift",
+                                                      "share", "biases")} for p in pols}
     hv = front.get("hypervolume")
     return ("<section><h2>Offline Pareto front</h2><p class='muted'>hypervolume "
             f"{_num(hv)}; reference point {_e(front.get('reference_point'))}</p>"
             + _fig(fig, "front") + "<div id='policy-detail' class='muted'>Click a point to see "
-            "its policy.</div>" + script + "</section>")
+            "its policy.</div>" + _data_block("front-policies", detail) + "</section>")
 
 
 def _backtest_section(bt: dict[str, Any]) -> str:
@@ -369,7 +487,7 @@ def _explain_section(ex: dict[str, Any]) -> str:
     if ex.get("importance"):
         imp = ex["importance"][:15]
         fig = go.Figure(go.Bar(x=[r.get("importance", 0) for r in imp][::-1],
-                               y=[r.get("feature") for r in imp][::-1], orientation="h"))
+                               y=[_label(r.get("feature")) for r in imp][::-1], orientation="h"))
         fig.update_layout(title="What drives the effects (feature importance)")
         parts.append("<section>" + _fig(fig, "importance") + "</section>")
     return "".join(parts)
