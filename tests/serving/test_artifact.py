@@ -192,3 +192,75 @@ def test_evaluator_runs_with_numpy_alone(
         assert out["choices"] == expected.tolist(), kind
         assert out["arms"] == list(model.spec_.arms)
         assert not set(out["modules"]) & set(BLOCKED), out["modules"]
+
+
+class _FakeBooster:
+    """What ``_Builder.add_booster`` reads from a LightGBM booster: ``dump_model()``."""
+
+    def __init__(self, trees: list[dict[str, Any]]) -> None:
+        self.trees = trees
+
+    def dump_model(self) -> dict[str, Any]:
+        return {"tree_info": [{"tree_structure": t} for t in self.trees]}
+
+
+def _split(feature: int, threshold: Any, decision: str, missing: str, default_left: bool,
+           left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    return {"split_feature": feature, "threshold": threshold, "decision_type": decision,
+            "missing_type": missing, "default_left": default_left,
+            "left_child": left, "right_child": right}
+
+
+def test_decision_rules_match_the_compiled_kernel_on_edge_cases() -> None:
+    from pexkit.serving.compiled import _Builder, _utilities, _utilities_serial
+
+    rng = np.random.default_rng(0)
+
+    def leaf() -> dict[str, Any]:
+        return {"leaf_value": float(rng.normal())}
+
+    trees = []
+    for missing in ("None", "Zero", "NaN"):
+        for default_left in (True, False):
+            for threshold in (0.5, 0.0, -1e-36, 1e-300):
+                trees.append(_split(0, threshold, "<=", missing, default_left, leaf(), leaf()))
+    for cats in ("0||2||5", "1", "3||4"):
+        trees.append(_split(1, cats, "==", "NaN", False, leaf(), leaf()))
+    # deeper: numeric under categorical under numeric, and the S-learner's arm column (2)
+    trees.append(_split(0, 1.5, "<=", "NaN", True,
+                        _split(1, "2||5", "==", "None", True, leaf(),
+                               _split(0, -2.0, "<=", "Zero", False, leaf(), leaf())),
+                        _split(2, "1", "==", "None", False, leaf(), leaf())))
+    builder = _Builder(2)
+    for t, tree in enumerate(trees):
+        builder.add_booster(_FakeBooster([tree]), t % 3, float(rng.uniform(-2, 2)), float(t % 3))
+    arrays = builder.arrays()
+    base = np.array([0.1, -0.2, 0.05])
+    doc = {
+        "format": "pexkit.policy-artifact", "version": 1, "kind": "linear",
+        "arms": ["a", "b", "c"], "features": {"numeric": ["x"], "categorical": ["c"]},
+        "categories": {"c": [str(i) for i in range(8)]},
+        "linear": {"base": base.tolist(), "arrays": {
+            k: (v.tolist() if k not in ("threshold", "leaf_value", "tree_scale", "tree_arm")
+                else [str(x) if not np.isfinite(x) else float(x) for x in v])
+            for k, v in arrays.items()
+        }},
+    }
+    ev = PolicyEvaluator.load(through_json(doc))
+    x0 = [np.nan, 0.0, -0.0, 1e-36, -1e-36, 1e-35, 0.5, np.nextafter(0.5, 1), -3.0, 3.0, 1e-300]
+    x1 = [np.nan, 0.0, 1.0, 2.0, 5.0, 7.0, -1.0, 2.5, -0.5, 1e9, 4.0]
+    X = np.array([(a, b) for a in x0 for b in x1])
+    args = (X, 3, base, 2, arrays["roots"], arrays["tree_out"], arrays["tree_scale"],
+            arrays["tree_arm"], arrays["feature"], arrays["threshold"], arrays["kind"],
+            arrays["missing"], arrays["default_left"], arrays["left"], arrays["right"],
+            arrays["cat_start"], arrays["cat_len"], arrays["cats"], arrays["leaf_value"])
+    expected = _utilities_serial(*args)
+    np.testing.assert_array_equal(ev.utilities_matrix(X), expected)
+    np.testing.assert_array_equal(ev.utilities_matrix(np.tile(X, (3, 1))), _utilities(
+        np.tile(X, (3, 1)), *args[1:]))
+    np.testing.assert_array_equal(ev.choose_matrix(X), np.argmax(expected, axis=1))
+    # ties take the first arm, as np.argmax in the compiled path
+    tie = {**doc, "linear": {**doc["linear"], "base": [1.0, 1.0, 1.0],
+                             "arrays": {**doc["linear"]["arrays"], "roots": [], "tree_out": [],
+                                        "tree_scale": [], "tree_arm": []}}}
+    assert PolicyEvaluator.load(tie).choose_matrix(X[:2]).tolist() == [0, 0]
