@@ -108,8 +108,10 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
         p = versions[v]["params"]
         pol = px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"])
         assert space.contains(pol, tol=1e-6), v
-    # every round-2 proposal personalizes: no arm sends one treatment to (almost) everyone
-    # (the offline front's candidates themselves each give >= 2 treatments to >= 3% of units)
+    # every round-2 proposal personalizes: no arm sends one treatment to (almost) everyone.
+    # The service keeps proposals whose top treatment share is <= 95% on the training units'
+    # out-of-fold effects; on ~400 new units per arm that share moves by a few points
+    # (binomial sd ~1.1 points at 95%, plus OOF vs refit differences), so 97% is the check.
     by_arm: dict[str, list[int]] = {}
     for d in rounds[1]:
         by_arm.setdefault(str(d.arm), []).append(d.treatment_index)

@@ -220,6 +220,50 @@ def run_distill(svc: DecisionService, name: str, params: dict[str, Any]) -> dict
             "rules": str(tree.tree)}
 
 
+MAX_SHARE = 0.95  # a proposal giving one treatment to more units is not personalized
+
+
+def _top_share(policy: LinearPolicy, tau: Any) -> float:
+    actions = policy.choose(tau)
+    return float(np.bincount(actions, minlength=tau.shape[1]).max() / len(actions))
+
+
+def _personalized_proposals(
+    svc: DecisionService, name: str, state: ExperimentState, tuner: Any, q: int,
+    attempts: int = 4,
+) -> list[tuple[int, LinearPolicy]]:
+    """Ax's next ``q`` arms, each a personalized policy on the training units.
+
+    The tuning box contains policies that give one treatment to (almost)
+    everyone; an online arm spent on one teaches nothing the single-treatment
+    baselines do not. Such proposals are marked abandoned in Ax and asked for
+    again; if Ax keeps proposing them, the remaining arms are the offline
+    candidates, attached again as new trials. When no policy of the front is
+    personalized either, the data do not support personalization and every
+    proposal is kept.
+    """
+    assert state.model_id is not None
+    model = svc.registry.effect_model(int(state.model_id))
+    tau = np.asarray(model.effects_)
+    cands = [svc.registry.linear_policy(name, v)[0] for v in state.candidates]
+    if all(_top_share(p, tau) > MAX_SHARE for p in cands):
+        return list(tuner.next(q))
+    kept: list[tuple[int, LinearPolicy]] = []
+    for _ in range(attempts):
+        for trial, pol in tuner.next(q - len(kept)):
+            if _top_share(pol, tau) <= MAX_SHARE:
+                kept.append((trial, pol))
+            else:
+                tuner.client.mark_trial_abandoned(trial_index=int(trial))
+        if len(kept) == q:
+            return kept
+    usable = [p for p in cands if _top_share(p, tau) <= MAX_SHARE]
+    for i in range(q - len(kept)):
+        pol = usable[i % len(usable)]
+        kept.append((tuner.attach(pol), pol))
+    return kept
+
+
 def run_tune_round(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
     from pexkit.service.readouts import arm_metrics
     from pexkit.service.tuning import OnlineTuner
@@ -247,7 +291,7 @@ def run_tune_round(svc: DecisionService, name: str, params: dict[str, Any]) -> d
     for arm in state.arms:
         assert arm.trial is not None
         tuner.complete(arm.trial, metrics[arm.arm], list(state.objectives))
-    proposals = tuner.next(q)
+    proposals = _personalized_proposals(svc, name, state, tuner, q)
     rnd = state.tune_round + 1
     model_id = state.model_id
     arms = []
