@@ -148,6 +148,7 @@ def test_outcome_names_that_broke_the_objective_string() -> None:
     assert_in_bounds(space, pol)
     with pytest.raises(InvalidParameterError, match="no online value"):
         loaded.complete(trial, {names[0]: {"mean": 1.0, "sem": 0.1}})
+    loaded.abandon(trial)  # a proposal that will not run
 
 
 def test_old_bounds_and_old_state_are_refused(world: dict[str, Any]) -> None:

@@ -423,6 +423,14 @@ class OnlineTuner:
         with _quiet_ax():
             self.client.complete_trial(trial_index=int(trial), raw_data=raw)
 
+    def abandon(self, trial: int) -> None:
+        """Drop a proposed trial that will not run (say, one that is not personalized).
+
+        Ax keeps it out of the model and will not propose it again as pending.
+        """
+        with _quiet_ax():
+            self.client.mark_trial_abandoned(trial_index=int(trial))
+
     def next(self, q: int) -> list[tuple[int, LinearPolicy]]:
         """Ask Ax for ``q`` new arms: ``[(trial index, policy), ...]``."""
         names = self.space.parameter_names
