@@ -279,7 +279,8 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
         if not request.query_params.get("key"):
             return None
         resp = RedirectResponse(path, status_code=303)
-        resp.set_cookie("pexkit_key", key, httponly=True, samesite="strict")
+        resp.set_cookie("pexkit_key", key, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
         return _secure(resp, _csp(secrets.token_urlsafe(18)))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
