@@ -73,15 +73,14 @@ def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
 
 
 def test_launched_tree_serves_its_own_choices(launched: Any) -> None:
-    import pickle
-
+    from pexkit.explain.persist import load_distilled
     from pexkit.store.db import EventStore
 
     store = EventStore(launched.db)
     try:
         prow = store.policy(NAME, launched.tree_version)
         assert prow is not None and prow["kind"] == "tree"
-        tree = pickle.loads(store.model_blob(int(prow["model_id"])))
+        tree = load_distilled(store.model_blob(int(prow["model_id"])))  # no pickle: a manifest
     finally:
         store.close()
     served = [i for i, d in enumerate(launched.decisions) if not d.holdout]
