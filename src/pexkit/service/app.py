@@ -10,6 +10,7 @@ are mapped to status codes here and nowhere else; every error body is
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -122,11 +123,13 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        store = EventStore(db)
+        store = EventStore(db, background_checkpoint=True)
         if admin_key:
             store.add_key(["admin"], label="PEXKIT_ADMIN_KEY", key=admin_key)
             store.revoke_other_keys("PEXKIT_ADMIN_KEY", keep=admin_key)
         state["svc"] = DecisionService(store)
+        gc.collect()
+        gc.freeze()  # the start-up heap (numpy, LightGBM, ...) never again in a GC pause
         yield
         state.pop("svc").close()
 
@@ -159,6 +162,10 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI: a body that is not UTF-8 text; invalid input
+            return JSONResponse(status_code=422, content={
+                "detail": "body: expected a JSON document in UTF-8; the body could not be "
+                "decoded. See /docs for the request schema."})
         return JSONResponse(status_code=exc.status_code, content={"detail": str(exc.detail)},
                             headers=getattr(exc, "headers", None))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,8 +103,10 @@ class EventStore:
         ``postgresql://user@host:port/db``.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, background_checkpoint: bool = False) -> None:
         self.url = normalize_url(url)
+        self._checkpointer: threading.Thread | None = None
+        self._closing = threading.Event()
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
         self._file: str | None = None
         self._identity: tuple[int, int] | None = None
@@ -127,6 +130,8 @@ class EventStore:
                 cur.execute("PRAGMA synchronous=FULL")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.execute("PRAGMA foreign_keys=ON")
+                if background_checkpoint:  # no checkpoint stalls inside a decision's commit
+                    cur.execute("PRAGMA wal_autocheckpoint=0")
                 cur.close()
 
             database = self.engine.url.database
@@ -146,6 +151,20 @@ class EventStore:
         if self._file is not None:
             st = os.stat(self._file)
             self._identity = (st.st_dev, st.st_ino)
+            if background_checkpoint:
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint_loop, name="pexkit-checkpoint", daemon=True
+                )
+                self._checkpointer.start()
+
+    def _checkpoint_loop(self, every_s: float = 1.0) -> None:
+        """Copy the WAL into the database file in the background (PASSIVE: writers go on)."""
+        while not self._closing.wait(every_s):
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # noqa: BLE001, S112 - a busy or vanished store: try again later
+                continue
 
     def _migrate(self) -> None:
         inspector = sa.inspect(self.engine)
@@ -182,6 +201,9 @@ class EventStore:
         return sqlite.insert(table)
 
     def close(self) -> None:
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
         self.engine.dispose()
 
     def check_alive(self) -> None:
@@ -425,54 +447,80 @@ class EventStore:
         computed from; if any changed before the commit, nothing is written and
         :class:`StaleStateError` names the experiments (the caller recomputes).
         Returns, per group, the stored assignment of each unit (first write wins).
+
+        This is the hot path of every decision: one ``executemany`` through the
+        driver (no per-row ORM work); only units that were already assigned
+        (a conflict) are read back.
         """
-        stamp = now()
         rows = [r for g in groups for r in g]
-        for r in rows:
-            r.setdefault("created_at", stamp)
         ac = t.assignments.c
         found: dict[tuple[str, int, str], dict[str, Any]] = {}
         with self.engine.begin() as conn:
+            inserted_all = True
             if rows:
-                ins = self._insert(t.assignments).on_conflict_do_nothing().returning(
-                    ac.experiment, ac.epoch, ac.unit
-                )
-                inserted = {(e, int(ep), u) for e, ep, u in conn.execute(ins, rows).all()}
-            else:
-                inserted = set()
+                params = self._assignment_params(rows)
+                res = conn.exec_driver_sql(self._insert_assignment_sql, params)
+                inserted_all = res.rowcount == len(rows)
             self._check_versions(conn, versions)
-            missing: dict[tuple[str, int], list[str]] = {}
-            for r in rows:
-                k = (r["experiment"], int(r["epoch"]), r["unit"])
-                if k in inserted:
-                    found[k] = r
-                else:
-                    missing.setdefault(k[:2], []).append(k[2])
-            for (experiment, epoch), units in missing.items():
-                for chunk in _chunks(sorted(set(units))):
-                    stored = conn.execute(
-                        sa.select(t.assignments).where(
-                            (ac.experiment == experiment) & (ac.epoch == epoch)
-                            & ac.unit.in_(chunk)
-                        )
-                    ).mappings()
-                    for m in stored:
-                        found[(experiment, epoch, m["unit"])] = dict(m)
+            if inserted_all:
+                for r in rows:
+                    found[(r["experiment"], int(r["epoch"]), r["unit"])] = r
+            else:  # some units were assigned before (or twice in this batch): read back
+                keys: dict[tuple[str, int], set[str]] = {}
+                for r in rows:
+                    keys.setdefault((r["experiment"], int(r["epoch"])), set()).add(r["unit"])
+                for (experiment, epoch), units in keys.items():
+                    for chunk in _chunks(sorted(units)):
+                        stored = conn.execute(
+                            sa.select(t.assignments).where(
+                                (ac.experiment == experiment) & (ac.epoch == epoch)
+                                & ac.unit.in_(chunk)
+                            )
+                        ).mappings()
+                        for m in stored:
+                            found[(experiment, epoch, m["unit"])] = dict(m)
         self.check_alive()
         return [
             {r["unit"]: found[(r["experiment"], int(r["epoch"]), r["unit"])] for r in g}
             for g in groups
         ]
 
+    @property
+    def _insert_assignment_sql(self) -> str:
+        cols = ("experiment, epoch, unit, phase, treatment, propensity, policy_version, arm, "
+                "holdout, features, created_at")
+        if self.dialect == "postgresql":
+            values = "%s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS JSON), %s"
+        else:
+            values = ", ".join(["?"] * 11)
+        return (f"INSERT INTO assignments ({cols}) VALUES ({values}) "  # noqa: S608 - constants
+                "ON CONFLICT DO NOTHING")
+
+    def _assignment_params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        import orjson
+
+        stamp: Any = now()
+        if self.dialect == "sqlite":  # the same text SQLAlchemy writes for DateTime
+            proc = t.assignments.c.created_at.type.bind_processor(self.engine.dialect)
+            stamp = proc(stamp) if proc is not None else stamp
+        return [
+            (r["experiment"], int(r["epoch"]), r["unit"], r["phase"], int(r["treatment"]),
+             float(r["propensity"]), int(r["policy_version"]), r["arm"], bool(r["holdout"]),
+             orjson.dumps(r["features"]).decode(), stamp)
+            for r in rows
+        ]
+
     def _check_versions(self, conn: Connection, versions: dict[str, int]) -> None:
         if not versions:
             return
-        q = sa.select(t.experiments.c.name, t.experiments.c.version).where(
-            t.experiments.c.name.in_(list(versions))
-        )
+        names = list(versions)
         if self.dialect == "postgresql":  # a concurrent state change waits for this commit
-            q = q.with_for_update(read=True)
-        current = {n: int(v) for n, v in conn.execute(q).all()}
+            marks = ", ".join(["%s"] * len(names))
+            sql = f"SELECT name, version FROM experiments WHERE name IN ({marks}) FOR SHARE"
+        else:
+            marks = ", ".join(["?"] * len(names))
+            sql = f"SELECT name, version FROM experiments WHERE name IN ({marks})"
+        current = {n: int(v) for n, v in conn.exec_driver_sql(sql, tuple(names)).all()}
         stale = {n for n, v in versions.items() if current.get(n) != v}
         if stale:
             raise StaleStateError(stale)
