@@ -77,7 +77,8 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             403: "The key lacks the scope or the experiment", 404: "Not found",
             409: "Not possible in the experiment's current state", 413: "Too large",
             422: "Invalid input", 429: "Too many queued jobs", 503: "Store unavailable"}
-    return {c: {"model": ErrorOut, "description": text[c]} for c in (401, 413, 422, *codes)}
+    return {c: {"model": ErrorOut, "description": text[c]}
+            for c in sorted({401, 413, 422, 503, *codes})}
 
 
 def _status(exc: Exception) -> int:

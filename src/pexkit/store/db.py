@@ -137,6 +137,12 @@ class EventStore:
             database = self.engine.url.database
             if database and database != ":memory:":
                 self._file = os.path.abspath(database)
+
+            @sa.event.listens_for(self.engine, "commit")
+            def _file_still_there(_conn: Any) -> None:
+                # a deleted or replaced file swallows writes: refuse to commit them
+                if self._identity is not None:
+                    self.check_alive()
         else:
             self.engine = sa.create_engine(self.url, pool_size=10, max_overflow=20)
         try:
