@@ -129,7 +129,7 @@ class DecisionService:
         for i, feat in enumerate(parsed.features):
             check_text(feat, f"spec.features[{i}]")
         holdout = phases.check_holdout(holdout)
-        tracked = []
+        tracked: list[dict[str, str]] = []
         for i, item in enumerate(tracking or []):
             name, goal = item.get("name"), item.get("goal", "maximize")
             if not isinstance(name, str) or not name or goal not in ("maximize", "minimize"):

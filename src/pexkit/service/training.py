@@ -127,7 +127,8 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
         "ate": ate.to_dict(orient="records"),
     }
     model_id = svc.registry.put_effect_model(name, model, summary)
-    svc.mutate(name, lambda s: replace(s, model_id=model_id, ate=tuple(summary["ate"])))
+    ate_rows: list[dict[str, Any]] = summary["ate"]  # type: ignore[assignment]
+    svc.mutate(name, lambda s: replace(s, model_id=model_id, ate=tuple(ate_rows)))
     return {"model_id": model_id, **summary}
 
 
