@@ -29,14 +29,16 @@ def free_port() -> int:
 class Server:
     """`pexkit serve` in a child process."""
 
-    def __init__(self, db: str, tmp: Path, port: int | None = None) -> None:
-        self.db, self.tmp = db, tmp
+    def __init__(
+        self, db: str, tmp: Path, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.db, self.tmp, self.env = db, tmp, dict(env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
-        env = {**os.environ, "PEXKIT_ADMIN_KEY": ADMIN}
+        env = {**os.environ, "PEXKIT_ADMIN_KEY": ADMIN, **self.env}
         with open(self.tmp / f"server-{self.port}.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pexkit.cli.main", "serve", "--db", self.db,
@@ -101,8 +103,8 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory: start servers over a store; all are stopped at the end."""
     started: list[Server] = []
 
-    def make(db: str, port: int | None = None) -> Server:
-        srv = Server(db, tmp_path, port).start()
+    def make(db: str, port: int | None = None, env: dict[str, str] | None = None) -> Server:
+        srv = Server(db, tmp_path, port, env).start()
         started.append(srv)
         return srv
 

@@ -11,6 +11,7 @@ are failed with a clear message instead of delaying the exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -97,6 +98,9 @@ class JobRunner:
             self._pending.pop(job_id, None)
 
     def _run(self, job_id: int, body: Callable[[], dict[str, Any]]) -> None:
+        if self._stop.is_set():  # picked up while the server stops: do not start it
+            self._fail_unstarted(job_id)
+            return
         self.store.update_job(job_id, status="running", heartbeat_at=now())
         try:
             result = body()
@@ -118,10 +122,16 @@ class JobRunner:
         """Stop: fail queued jobs that never started; wait for the running ones."""
         self._stop.set()
         with self._lock:
-            queued = [(jid, f) for jid, f in self._pending.items() if f.cancel()]
-        for jid, _ in queued:
+            pending = list(self._pending.items())
+        # outside the lock: cancel() runs the done callback (_forget), which takes it
+        for jid, fut in pending:
+            if fut.cancel():
+                self._fail_unstarted(jid)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fail_unstarted(self, job_id: int) -> None:
+        with contextlib.suppress(Exception):  # a store gone: peers fail it by its heartbeat
             self.store.update_job(
-                jid, status="failed", finished_at=now(),
+                job_id, status="failed", finished_at=now(),
                 error="the server stopped before this job started; submit it again.",
             )
-        self._pool.shutdown(wait=True, cancel_futures=True)
