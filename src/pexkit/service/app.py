@@ -69,7 +69,7 @@ STATUS: dict[type[Exception], int] = {
 
 Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64,
                            description="Experiment name (A-Z a-z 0-9 _ . -).")]
-JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="An id (a 32-bit SQL integer).")]
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:

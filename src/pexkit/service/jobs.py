@@ -111,7 +111,7 @@ class JobRunner:
         self.store.update_job(job_id, status="succeeded", result=result, finished_at=now())
 
     def job(self, job_id: int) -> dict[str, Any]:
-        row = self.store.job(job_id) if 0 < job_id < 2**63 else None
+        row = self.store.job(job_id) if 0 < job_id < 2**31 else None  # an INTEGER column
         if row is None:
             raise NotFoundError(f"job {job_id} not found.")
         for key in ("created_at", "finished_at", "heartbeat_at"):
