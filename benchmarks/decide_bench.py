@@ -122,6 +122,12 @@ def wrk(url: str, prefix: str, features: dict[str, Any], seconds: int,
             "socket_errors": errors.group(1) if errors else None}
 
 
+def stored(api: px.Client, phase: str) -> int:
+    """Assignments in the store (each 2xx decision was committed before its answer)."""
+    time.sleep(0.5)  # requests still in flight when wrk stopped finish first
+    return int(api.experiment(NAME)["assignments"].get(phase, 0))
+
+
 def launch_policy(api: px.Client, n_units: int) -> int:
     """Randomize, log simulated outcomes, train, optimize; launch the utility policy."""
     sim = px.simulate("notifications", n_units=n_units, seed=5)
@@ -178,15 +184,16 @@ def main() -> None:
             api = px.Client("http://127.0.0.1:8802", KEY, timeout=600)
             api.create_experiment(spec)
             wrk("http://127.0.0.1:8802", "warm", features, 2)
+            before = stored(api, "randomize")
             r = wrk("http://127.0.0.1:8802", "rand", features, args.seconds)
-            stored = api.experiment(NAME)["assignments"].get("randomize", 0)
-            r["stored_assignments"] = stored
+            r["stored_assignments"] = stored(api, "randomize") - before
             res["sqlite_randomize"] = r
             print("sqlite randomize", r)
             version = launch_policy(api, args.n_train)
             wrk("http://127.0.0.1:8802", "warm2", features, 2)
+            before = stored(api, "launched")
             r = wrk("http://127.0.0.1:8802", "launch", features, args.seconds)
-            r["stored_assignments"] = api.experiment(NAME)["assignments"].get("launched", 0)
+            r["stored_assignments"] = stored(api, "launched") - before
             r["policy_version"] = version
             res["sqlite_launched"] = r
             print("sqlite launched", r)
@@ -204,8 +211,9 @@ def main() -> None:
                 api = px.Client("http://127.0.0.1:8803", KEY)
                 api.create_experiment(spec)
                 wrk("http://127.0.0.1:8803", "warm", features, 2)
+                before = stored(api, "randomize")
                 r = wrk("http://127.0.0.1:8803", f"pg{workers}", features, args.seconds)
-                r["stored_assignments"] = api.experiment(NAME)["assignments"].get("randomize", 0)
+                r["stored_assignments"] = stored(api, "randomize") - before
                 r["ratio_to_bare"] = r["req_per_s"] / bare_rate
                 res[f"postgresql_randomize_{workers}_workers"] = r
                 print(f"postgresql {workers} workers", r)

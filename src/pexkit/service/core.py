@@ -37,7 +37,6 @@ from pexkit.service.state import Experiment, ExperimentState, TuneArm
 from pexkit.service.validation import check_batch, check_id, check_name, check_number, check_text
 from pexkit.serving.decision import Decision
 from pexkit.spec.spec import ExperimentSpec
-from pexkit.store.commit import GroupCommitter
 from pexkit.store.db import EventStore, StoreUnavailableError, now
 
 __all__ = ["DecisionService"]
@@ -58,8 +57,8 @@ class DecisionService:
     def __init__(self, store: EventStore, job_workers: int = 1) -> None:
         self.store = store
         self.registry = Registry(store)
-        self.committer = GroupCommitter(store)
-        self.decider = Decider(self.experiment, self.registry, self.committer)
+        self.decider = Decider(self.experiment, self.registry, store)
+        self.committer = self.decider.committer
         self.jobs = JobRunner(store, job_workers)
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,9 @@ from pexkit.serving.assign import bucket, uniform_arm
 from pexkit.serving.decision import Decision
 from pexkit.spec.spec import ExperimentSpec
 from pexkit.store.commit import GroupCommitter
-from pexkit.store.db import StaleStateError, StoreUnavailableError
+from pexkit.store.db import EventStore, StaleStateError, StoreUnavailableError
 
-__all__ = ["Decider", "ExperimentView"]
+__all__ = ["Decider", "ExperimentView", "Plan"]
 
 _RETRIES = 5
 
@@ -53,13 +54,89 @@ class ExperimentView:
         return self.experiment.version
 
 
+@dataclass
+class Plan:
+    """One request's decisions, to be completed with its policies' choices in the commit thread."""
+
+    view: ExperimentView
+    units: list[str]
+    feats: list[dict[str, Any]]
+
+    def _hold(self) -> list[bool]:
+        exp = self.view.experiment
+        return [bucket(exp.salt, "holdout", u) < exp.state.holdout for u in self.units]
+
+    def versions(self) -> list[int]:
+        """The policy versions whose choices the rows need."""
+        state = self.view.experiment.state
+        if state.phase == "tune":
+            return [a.version for a in state.arms]
+        if state.phase == "launched":
+            assert state.launched_version is not None
+            return [int(state.launched_version)]
+        return []
+
+    def policy_feats(self) -> list[dict[str, Any]]:
+        """The feature records the policies are evaluated on (launched: served units only)."""
+        if self.view.experiment.state.phase != "launched":
+            return self.feats
+        cached: list[dict[str, Any]] | None = self.__dict__.get("_served")
+        if cached is None:
+            cached = [f for f, h in zip(self.feats, self._hold(), strict=True) if not h]
+            self.__dict__["_served"] = cached
+        return cached
+
+    def rows(self, choices: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+        exp, state, view = self.view.experiment, self.view.experiment.state, self.view
+        K, salt, epoch = len(view.arms), exp.salt, state.epoch
+        base = {"experiment": exp.name, "epoch": epoch, "phase": state.phase}
+        rows: list[dict[str, Any]] = []
+        if state.phase == "randomize":
+            for u, f in zip(self.units, self.feats, strict=True):
+                t = uniform_arm(salt, "randomize", u, K)
+                rows.append({**base, "unit": u, "treatment": t, "propensity": 1.0 / K,
+                             "policy_version": 1, "arm": None, "holdout": False, "features": f})
+            return rows
+        if state.phase == "tune":
+            arms = state.arms
+            picks = np.stack([choices[a.version] for a in arms])  # (q, n)
+            for i, (u, f) in enumerate(zip(self.units, self.feats, strict=True)):
+                a = uniform_arm(salt, f"tune:{epoch}", u, len(arms))
+                t = int(picks[a, i])
+                prop = float(np.mean(picks[:, i] == t))  # P(T = t | x) over random arms
+                rows.append({**base, "unit": u, "treatment": t, "propensity": prop,
+                             "policy_version": arms[a].version, "arm": arms[a].arm,
+                             "holdout": False, "features": f})
+            return rows
+        version = int(state.launched_version)  # type: ignore[arg-type]
+        served = iter(choices[version].tolist())
+        eps = state.explore
+        for u, f, hold in zip(self.units, self.feats, self._hold(), strict=True):
+            if hold:
+                t = uniform_arm(salt, "holdout-arm", u, K)
+                rows.append({**base, "unit": u, "treatment": t, "propensity": 1.0 / K,
+                             "policy_version": 1, "arm": "holdout", "holdout": True,
+                             "features": f})
+                continue
+            best = int(next(served))
+            arm, t = "policy", best
+            if eps > 0 and bucket(salt, f"explore:{epoch}", u) < eps:
+                t = uniform_arm(salt, f"explore-arm:{epoch}", u, K)
+                arm = "explore"
+            prop = (1.0 - eps) * (t == best) + eps / K
+            rows.append({**base, "unit": u, "treatment": t, "propensity": float(prop),
+                         "policy_version": version, "arm": arm, "holdout": False,
+                         "features": f})
+        return rows
+
+
 class Decider:
     """Decisions for batches of units, sticky within an epoch, durable before the answer."""
 
-    def __init__(self, load: Any, registry: Registry, committer: GroupCommitter) -> None:
+    def __init__(self, load: Any, registry: Registry, store: EventStore) -> None:
         self._load = load  # name -> Experiment (raises NotFoundError)
         self.registry = registry
-        self.committer = committer
+        self.committer = GroupCommitter(store, prepare=self._prepare)  # type: ignore[arg-type]
         self._views: dict[str, ExperimentView] = {}
         self._lock = threading.Lock()
 
@@ -131,78 +208,48 @@ class Decider:
         return units, feats
 
     # ------------------------------------------------------------ assignment
-    def assign(
-        self, view: ExperimentView, units: list[str], feats: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Assignment rows for the units under the view's state (first occurrence wins)."""
+    def plan(self, view: ExperimentView, units: list[str], feats: list[dict[str, Any]]) -> Plan:
+        """What to store for these units under the view's state (first occurrence wins)."""
         exp, state = view.experiment, view.experiment.state
-        phase = state.phase
-        if phase not in ("randomize", "tune", "launched"):
+        if state.phase not in ("randomize", "tune", "launched"):
             raise ConflictError(
-                f"experiment {exp.name!r} is in phase {phase!r}; decide needs randomize, tune "
-                f"or launched. Restart it with POST /v1/experiments/{exp.name}/phase."
+                f"experiment {exp.name!r} is in phase {state.phase!r}; decide needs randomize, "
+                f"tune or launched. Restart it with POST /v1/experiments/{exp.name}/phase."
             )
-        K, salt, epoch = len(view.arms), exp.salt, state.epoch
-        base = {"experiment": exp.name, "epoch": epoch, "phase": phase}
-        rows: list[dict[str, Any]] = []
-        if phase == "randomize":
-            for u, f in zip(units, feats, strict=True):
-                t = uniform_arm(salt, "randomize", u, K)
-                rows.append({**base, "unit": u, "treatment": t, "propensity": 1.0 / K,
-                             "policy_version": 1, "arm": None, "holdout": False, "features": f})
-        elif phase == "tune":
-            arms = state.arms
-            choices = np.stack(
-                [self.registry.chooser(exp.name, a.version).choose_records(feats) for a in arms]
-            )  # (q, n)
-            for i, (u, f) in enumerate(zip(units, feats, strict=True)):
-                a = uniform_arm(salt, f"tune:{epoch}", u, len(arms))
-                t = int(choices[a, i])
-                prop = float(np.mean(choices[:, i] == t))  # P(T = t | x) over random arms
-                rows.append({**base, "unit": u, "treatment": t, "propensity": prop,
-                             "policy_version": arms[a].version, "arm": arms[a].arm,
-                             "holdout": False, "features": f})
-        else:
-            rows = self._launched(view, units, feats, base)
-        unique: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            unique.setdefault(r["unit"], r)
-        return list(unique.values())
+        first: dict[str, int] = {}
+        for i, u in enumerate(units):
+            first.setdefault(u, i)
+        keep = sorted(first.values())
+        return Plan(view, [units[i] for i in keep], [feats[i] for i in keep])
 
-    def _launched(
-        self, view: ExperimentView, units: list[str], feats: list[dict[str, Any]],
-        base: dict[str, Any],
-    ) -> list[dict[str, Any]]:
-        exp, state = view.experiment, view.experiment.state
-        K, salt, eps = len(view.arms), exp.salt, state.explore
-        assert state.launched_version is not None
-        version = int(state.launched_version)
-        hold = [bucket(salt, "holdout", u) < state.holdout for u in units]
-        served = [i for i, h in enumerate(hold) if not h]
-        chosen = (
-            self.registry.chooser(exp.name, version).choose_records([feats[i] for i in served])
-            if served else np.zeros(0, dtype=np.int64)
-        )
-        pick = dict(zip(served, chosen.tolist(), strict=True))
-        rows = []
-        for i, (u, f) in enumerate(zip(units, feats, strict=True)):
-            if hold[i]:
-                t = uniform_arm(salt, "holdout-arm", u, K)
-                rows.append({**base, "unit": u, "treatment": t, "propensity": 1.0 / K,
-                             "policy_version": 1, "arm": "holdout", "holdout": True,
-                             "features": f})
+    def _prepare(self, plans: Sequence[Plan]) -> list[list[dict[str, Any]] | BaseException]:
+        """Rows of every waiting request: each policy version evaluated once for all of them.
+
+        Runs in the commit thread (the numba kernels release the GIL), so the
+        event loop keeps parsing requests meanwhile, and a policy's trees are
+        walked for a block of units at a time instead of one unit per call.
+        """
+        work: dict[tuple[str, int], list[int]] = {}
+        for i, p in enumerate(plans):
+            for v in p.versions():
+                work.setdefault((p.view.name, v), []).append(i)
+        choices: list[dict[int, np.ndarray]] = [{} for _ in plans]
+        failed: dict[int, BaseException] = {}
+        for (name, version), idx in work.items():
+            try:
+                chooser = self.registry.chooser(name, version)
+                records = [r for i in idx for r in plans[i].policy_feats()]
+                out = chooser.choose_records(records) if records else np.zeros(0, np.int64)
+            except Exception as exc:  # noqa: BLE001 - handed to the requests that need it
+                for i in idx:
+                    failed[i] = exc
                 continue
-            best = int(pick[i])
-            arm = "policy"
-            t = best
-            if eps > 0 and bucket(salt, f"explore:{base['epoch']}", u) < eps:
-                t = uniform_arm(salt, f"explore-arm:{base['epoch']}", u, K)
-                arm = "explore"
-            prop = (1.0 - eps) * (t == best) + eps / K
-            rows.append({**base, "unit": u, "treatment": t, "propensity": float(prop),
-                         "policy_version": version, "arm": arm, "holdout": False,
-                         "features": f})
-        return rows
+            start = 0
+            for i in idx:
+                n = len(plans[i].policy_feats())
+                choices[i][version] = out[start:start + n]
+                start += n
+        return [failed[i] if i in failed else p.rows(choices[i]) for i, p in enumerate(plans)]
 
     def _answer(
         self, view: ExperimentView, units: list[str], stored: dict[str, dict[str, Any]]
@@ -224,8 +271,8 @@ class Decider:
         for _ in range(_RETRIES):
             view = self.view(name)
             units, feats = self.parse(view, requests)
-            rows = self.assign(view, units, feats)
-            fut = self.committer.submit(rows, name, view.version)
+            plan = self.plan(view, units, feats)
+            fut = self.committer.submit(plan, name, view.version, len(plan.units))
             try:
                 return self._answer(view, units, fut.result())
             except StaleStateError:
@@ -240,8 +287,8 @@ class Decider:
         for _ in range(_RETRIES):
             view = self.view(name)
             units, feats = self.parse(view, requests)
-            rows = self.assign(view, units, feats)
-            fut = self.committer.submit(rows, name, view.version)
+            plan = self.plan(view, units, feats)
+            fut = self.committer.submit(plan, name, view.version, len(plan.units))
             try:
                 stored = await asyncio.wrap_future(fut)
             except StaleStateError:

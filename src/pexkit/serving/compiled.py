@@ -159,7 +159,7 @@ def _tree_leaf(  # noqa: PLR0913
     return -node - 1
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _utilities(  # noqa: PLR0913
     X: FloatArray, n_out: int, base: FloatArray, n_features: int,
     roots: IntArray, tree_out: IntArray, tree_scale: FloatArray, tree_arm: FloatArray,
@@ -190,7 +190,7 @@ def _utilities(  # noqa: PLR0913
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _utilities_serial(  # noqa: PLR0913
     X: FloatArray, n_out: int, base: FloatArray, n_features: int,
     roots: IntArray, tree_out: IntArray, tree_scale: FloatArray, tree_arm: FloatArray,
@@ -198,18 +198,22 @@ def _utilities_serial(  # noqa: PLR0913
     default_left: Any, left: IntArray, right: IntArray,
     cat_start: IntArray, cat_len: IntArray, cats: IntArray, leaf_value: FloatArray,
 ) -> FloatArray:
+    # tree-major, as in the parallel kernel: a small batch of concurrent requests
+    # walks each tree for all its rows while the tree's nodes are in cache
     n = X.shape[0]
     out = np.empty((n, n_out))
     for i in range(n):
-        x = X[i]
         for k in range(n_out):
             out[i, k] = base[k]
-        for t in range(roots.shape[0]):
+    for t in range(roots.shape[0]):
+        o = tree_out[t]
+        sc = tree_scale[t]
+        for i in range(n):
             leaf = _tree_leaf(
-                x, tree_arm[t], n_features, roots[t], feature, threshold, kind, missing,
+                X[i], tree_arm[t], n_features, roots[t], feature, threshold, kind, missing,
                 default_left, left, right, cat_start, cat_len, cats,
             )
-            out[i, tree_out[t]] += tree_scale[t] * leaf_value[leaf]
+            out[i, o] += sc * leaf_value[leaf]
     return out
 
 

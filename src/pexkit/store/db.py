@@ -506,9 +506,8 @@ class EventStore:
         import orjson
 
         stamp: Any = now()
-        if self.dialect == "sqlite":  # the same text SQLAlchemy writes for DateTime
-            proc = t.assignments.c.created_at.type.bind_processor(self.engine.dialect)
-            stamp = proc(stamp) if proc is not None else stamp
+        if self.dialect == "sqlite":  # the text sqlite3 writes for a datetime, once per batch
+            stamp = stamp.isoformat(sep=" ")
         return [
             (r["experiment"], int(r["epoch"]), r["unit"], r["phase"], int(r["treatment"]),
              float(r["propensity"]), int(r["policy_version"]), r["arm"], bool(r["holdout"]),
