@@ -32,10 +32,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	command -v wrk > /dev/null || (apt-get update -qq && apt-get install -y -qq wrk > /dev/null)
 	bash benchmarks/setup_peers.sh
 	$(BIN)/python benchmarks/run.py --out benchmarks/results
 	$(BIN)/python benchmarks/optimize_bench.py --out benchmarks/results
 	$(BIN)/python benchmarks/service_bench.py --out benchmarks/results
+	$(BIN)/python benchmarks/decide_bench.py --out benchmarks/results
 	$(BIN)/python benchmarks/explain_bench.py --out benchmarks/results
 
 clean:

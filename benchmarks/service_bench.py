@@ -58,6 +58,14 @@ def in_process(n_train: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     compiled.choose_matrix(X)
     batch_rate = len(X) / (time.perf_counter() - t0)
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    t0 = time.perf_counter()
+    compiled.choose_matrix(X)
+    batch_rate_one_core = len(X) / (time.perf_counter() - t0)
+    numba.set_num_threads(threads)
     agree = float(np.mean(compiled.choose_matrix(X[:20000]) == policy.choose(model.predict(frame.iloc[:20000]))))
     # bare LightGBM predict, one row (one of the model's boosters)
     booster = model.outcome_models_[0][0][0]
@@ -69,10 +77,10 @@ def in_process(n_train: int) -> dict[str, Any]:
         booster.predict(row)
         lgb_lat.append(time.perf_counter() - t0)
     # the same policy distilled into a depth-3 tree, served through the service's path
-    from pexkit.service.engine import _Chooser
+    from pexkit.service.registry import Chooser
 
     tree = px.distill(policy, model, max_depth=3)
-    chooser = _Chooser("tree", tree.compile())
+    chooser = Chooser("tree", tree.compile())
     chooser.choose_records(recs[:10])
     tree_lat = []
     for rec in recs[:5000]:
@@ -93,7 +101,9 @@ def in_process(n_train: int) -> dict[str, Any]:
         "model": "auto, 3 folds, LightGBM 100 trees x 31 leaves, notifications 3 arms x 3 outcomes",
         "n_train": n_train, "trees_per_decision": compiled.n_trees, "compile_seconds": compile_s,
         "single_decision_p50_ms": pct(lat, 50) * 1e3, "single_decision_p99_ms": pct(lat, 99) * 1e3,
-        "batch_decisions_per_s": batch_rate, "agreement_with_predict_path": agree,
+        "batch_decisions_per_s": batch_rate, "batch_decisions_per_s_one_core": batch_rate_one_core,
+        "learners_chosen": sorted({str(v) for v in dict(model.chosen_).values()}),
+        "agreement_with_predict_path": agree,
         "lightgbm_one_row_predict_p50_ms": pct(lgb_lat, 50) * 1e3,
         "lightgbm_one_row_predict_p99_ms": pct(lgb_lat, 99) * 1e3,
     }
