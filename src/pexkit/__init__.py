@@ -21,6 +21,7 @@ from pexkit.evaluation import (
 from pexkit.exceptions import (
     InvalidDataError,
     InvalidParameterError,
+    ModelFormatError,
     NotFittedError,
     PexkitError,
     PexkitWarning,
@@ -64,6 +65,7 @@ __all__ = [
     "InvalidParameterError",
     "LinearPolicy",
     "LoggedData",
+    "ModelFormatError",
     "NotFittedError",
     "Outcome",
     "ParetoFront",
