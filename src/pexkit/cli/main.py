@@ -294,6 +294,97 @@ def _http() -> str:
     return "httptools"
 
 
+def _fail(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", markup=True)
+    raise typer.Exit(2)
+
+
+@app.command("export")
+def export_cmd(
+    experiment: Annotated[str, typer.Argument(help="Experiment name in the event store.")],
+    version: Annotated[int, typer.Argument(help="Policy version to export (a linear or tree version).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the policy artifact (JSON).")],
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db", help="Event store: sqlite:///PATH or postgresql://user@host:port/dbname."
+        ),
+    ] = "sqlite:///pexkit.db",
+) -> None:
+    """Export a policy version as a JSON artifact that evaluator.py decides with numpy alone.
+
+    Linear versions are compiled with their effect model's LightGBM trees; tree
+    versions (distilled policies) keep their if/else rules. Copy the printed
+    evaluator.py next to an application to decide without installing pexkit.
+    """
+    from pexkit.effects.persist import load_effect_model
+    from pexkit.explain.persist import load_distilled
+    from pexkit.serving import evaluator
+    from pexkit.serving.artifact import export_distilled, export_policy, write_artifact
+    from pexkit.store.db import EventStore
+
+    try:
+        store = EventStore(db)
+    except PexkitError as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+    try:
+        if store.experiment(experiment) is None:
+            _fail(
+                f"experiment {experiment!r} is not in the store {db}; expected the name of an "
+                "experiment created there (see the dashboard or GET /v1/experiments)."
+            )
+        prow = store.policy(experiment, version)
+        versions = [(int(p["version"]), str(p["kind"])) for p in store.policies(experiment)]
+        exportable = [v for v, kind in versions if kind in ("linear", "tree")]
+        if prow is None:
+            _fail(
+                f"experiment {experiment!r} has no policy version {version}; its versions are "
+                f"{[f'{v} ({kind})' for v, kind in versions]}. Pick a linear or tree version."
+            )
+        kind = str(prow["kind"])
+        if kind not in ("linear", "tree") or prow["model_id"] is None:
+            _fail(
+                f"policy version {version} of {experiment!r} is {kind!r}: it decides without "
+                "features (uniform random), so there is nothing to export; expected a linear "
+                f"or tree version. Exportable versions: {exportable or 'none yet'}."
+            )
+        try:
+            blob = store.model_blob(int(prow["model_id"]))
+        except Exception as exc:  # the store's not-found error differs by version and backend
+            _fail(
+                f"policy version {version} of {experiment!r} refers to model {prow['model_id']}, "
+                f"which the store cannot return ({type(exc).__name__}: {exc})."
+            )
+    finally:
+        store.close()
+    try:
+        if kind == "linear":
+            model = load_effect_model(blob)
+            params = prow["params"]
+            policy = LinearPolicy(
+                model.spec_, weights=params["weights"], biases=params.get("biases") or {}
+            )
+            artifact = export_policy(policy, model)
+            what = f"linear policy over {artifact['linear']['n_trees']} trees"
+        else:
+            artifact = export_distilled(load_distilled(blob))
+            what = "policy tree"
+    except PexkitError as exc:
+        _fail(f"policy version {version} of {experiment!r}: {type(exc).__name__}: {exc}")
+    artifact["policy_version"] = version
+    path = write_artifact(artifact, out)
+    source = Path(evaluator.__file__)
+    console.print(
+        f"wrote {path}: {what}, version {version} of {experiment!r}, arms {artifact['arms']}.\n"
+        f"To decide without pexkit (numpy only), copy {source} next to your application:\n"
+        "    from evaluator import PolicyEvaluator\n"
+        f"    policy = PolicyEvaluator.load({str(path)!r})\n"
+        "    arm = policy.arms[policy.choose([features])[0]]  # features: dict of "
+        f"{artifact['features']['numeric'] + artifact['features']['categorical']}",
+        markup=False, highlight=False, soft_wrap=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning pexkit errors into a clear message and exit 2."""
     warnings.simplefilter("default", PexkitWarning)
