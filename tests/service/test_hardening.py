@@ -580,7 +580,7 @@ def test_openapi_documents_every_status_and_string_details(live: Server) -> None
     error = schema["components"]["schemas"]["ErrorOut"]
     assert error["properties"]["detail"]["type"] == "string"
     assert "HTTPValidationError" not in json.dumps(schema)
-    problems = []
+    problems: list[tuple[str, ...]] = []
     for path, ops in schema["paths"].items():
         if not path.startswith("/v1/"):
             continue
@@ -596,7 +596,7 @@ def test_openapi_documents_every_status_and_string_details(live: Server) -> None
             if path.endswith(("/decide", "/decide/batch", "/launch", "/tune", "/phase")):
                 need.add("409")
             if not need <= codes:
-                problems.append((method, path, sorted(need - codes)))
+                problems.append((method, path, *sorted(need - codes)))
             for code, resp in op["responses"].items():
                 if code.startswith(("4", "5")):
                     ref = resp["content"]["application/json"]["schema"].get("$ref", "")

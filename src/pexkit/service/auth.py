@@ -128,7 +128,12 @@ class Gate:
             return
         info = self.keys.cached(key)
         if info is None:
-            info = await anyio.to_thread.run_sync(self.keys.lookup, key)
+            try:
+                info = await anyio.to_thread.run_sync(self.keys.lookup, key)
+            except Exception:  # noqa: BLE001 - an unreachable store is 503, not a 500
+                await _error(send, 503, "the store is unavailable, so the key cannot be "
+                             "checked; retry later (GET /v1/health).")
+                return
         if info is None:
             await _error(send, 401, "unknown or revoked API key; ask an admin for a key "
                          "(POST /v1/keys).")
