@@ -399,9 +399,11 @@ def test_orphaned_job_of_a_dead_peer_is_failed(postgres: str, servers: Any) -> N
     a, b = servers(db, env=env), servers(db, env=env)
     _with_training_data(a)
     job = call(a, "POST", "/v1/experiments/slow/jobs", _train(5000)).json()
-    assert _wait_status(b, job["id"], {"running"}, 30)["status"] == "running"
+    seen = _wait_status(b, job["id"], {"running"}, 30)
+    assert seen["status"] == "running", seen
     time.sleep(3)  # > 4 heartbeats: a live peer's running job is left alone
-    assert call(b, "GET", f"/v1/jobs/{job['id']}").json()["status"] == "running"
+    seen = call(b, "GET", f"/v1/jobs/{job['id']}").json()
+    assert seen["status"] == "running", seen
     a.kill(signal.SIGKILL)
     t0 = time.monotonic()
     after = _wait_status(b, job["id"], {"failed", "succeeded"}, 15)

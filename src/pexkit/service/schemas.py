@@ -46,7 +46,8 @@ class DecideRequest(BaseModel):
 
 
 class DecideBatch(BaseModel):
-    requests: list[DecideRequest] = Field(description="At most PEXKIT_MAX_BATCH (10,000).")
+    requests: list[DecideRequest] = Field(min_length=1,
+                                          description="At most PEXKIT_MAX_BATCH (10,000).")
 
 
 class DecisionOut(BaseModel):
@@ -72,7 +73,8 @@ class LogEvent(BaseModel):
 
 
 class LogBatch(BaseModel):
-    events: list[LogEvent] = Field(description="At most PEXKIT_MAX_BATCH (10,000).")
+    events: list[LogEvent] = Field(min_length=1,
+                                   description="At most PEXKIT_MAX_BATCH (10,000).")
 
 
 class LogResult(BaseModel):
