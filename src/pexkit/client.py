@@ -74,9 +74,10 @@ class Client:
         resp = self._http.request(method, path, json=json)
         if resp.status_code >= 400:
             try:
-                detail = resp.json().get("detail", resp.text)
-            except ValueError:
-                detail = resp.text
+                body = resp.json()
+            except ValueError:  # e.g. a proxy's or the HTTP server's own plain-text answer
+                body = None
+            detail = body.get("detail", resp.text) if isinstance(body, dict) else resp.text
             raise ServiceError(resp.status_code, str(detail))
         if resp.status_code == 204:
             return None

@@ -614,3 +614,21 @@ def test_openapi_documents_every_status_and_string_details(live: Server) -> None
         assert r.status_code in (401, 404, 409, 422), (r.request.url, r.status_code)
         body = r.json()
         assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+
+
+# ---------------------------------------------------------------- client
+@pytest.mark.parametrize("answer", [
+    httpx.Response(502, text="Bad Gateway"), httpx.Response(400, json=["not", "an", "object"]),
+    httpx.Response(503, json={"detail": "the store is unreachable"}),
+])
+def test_client_errors_for_any_error_body(answer: httpx.Response) -> None:
+    """A proxy's or the HTTP server's own error (not {"detail"}) is still a ServiceError."""
+    from pexkit.client import ServiceError
+
+    with px.Client("http://127.0.0.1:9", "k") as c:
+        c._http = httpx.Client(base_url="http://127.0.0.1:9",
+                               transport=httpx.MockTransport(lambda _: answer))
+        with pytest.raises(ServiceError) as info:
+            c.experiment(NAME)
+    assert info.value.status == answer.status_code and isinstance(info.value, px.PexkitError)
+    assert info.value.message in (answer.text, "the store is unreachable")

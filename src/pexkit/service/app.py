@@ -165,8 +165,8 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI: a body that is not UTF-8 text; invalid input
             return JSONResponse(status_code=422, content={
-                "detail": "body: expected a JSON document in UTF-8; the body could not be "
-                "decoded. See /docs for the request schema."})
+                "detail": "body: expected a JSON document in UTF-8 (nested less than 1000 "
+                "deep); the body could not be parsed. See /docs for the request schema."})
         return JSONResponse(status_code=exc.status_code, content={"detail": str(exc.detail)},
                             headers=getattr(exc, "headers", None))
 
