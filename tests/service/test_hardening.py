@@ -501,6 +501,11 @@ def test_old_admin_key_stops_after_restart_with_a_new_one(db_url: str, servers: 
     second = servers(db_url, port=first.port, env={"PEXKIT_ADMIN_KEY": new})
     assert call(second, "GET", "/v1/keys").status_code == 401
     assert call(second, "GET", "/v1/keys", key=new).status_code == 200
+    # and back: the first key works again (it was revoked, not forgotten), the second stops
+    second.kill(signal.SIGTERM)
+    third = servers(db_url, port=first.port)
+    assert call(third, "GET", "/v1/keys").status_code == 200
+    assert call(third, "GET", "/v1/keys", key=new).status_code == 401
 
 
 def test_short_admin_key_is_refused_at_start(tmp_path: Path) -> None:
@@ -632,3 +637,21 @@ def test_client_errors_for_any_error_body(answer: httpx.Response) -> None:
             c.experiment(NAME)
     assert info.value.status == answer.status_code and isinstance(info.value, px.PexkitError)
     assert info.value.message in (answer.text, "the store is unreachable")
+
+
+def test_a_name_created_again_is_not_served_from_a_peers_cache(db_url: str, servers: Any) -> None:
+    """Delete and create again under the same name: a peer that cached the first one
+    must serve the new spec (it used to keep the old arms, features and salt)."""
+    a, b = servers(db_url), servers(db_url)
+    exp = f"/v1/experiments/{NAME}"
+    assert call(a, "POST", "/v1/experiments", {"spec": SPEC}).status_code == 201
+    assert call(b, "POST", f"{exp}/decide", decide_body("u1")).status_code == 200  # b caches it
+    assert call(a, "DELETE", exp).status_code == 204
+    new = {**SPEC, "treatment": {"column": "arm", "arms": ["p", "q", "r", "s"]},
+           "features": {"numeric": ["z"], "categorical": []}}
+    assert call(a, "POST", "/v1/experiments", {"spec": new}).status_code == 201
+    old = call(b, "POST", f"{exp}/decide", decide_body("u2"))
+    assert old.status_code == 422 and "missing ['z']" in old.json()["detail"], old.text
+    got = call(b, "POST", f"{exp}/decide", {"unit": "u3", "features": {"z": 1.0}})
+    assert got.status_code == 200, got.text
+    assert got.json()["treatment"] in ("p", "q", "r", "s") and got.json()["propensity"] == 0.25

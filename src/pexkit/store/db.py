@@ -249,14 +249,19 @@ class EventStore:
             raise InvalidParameterError(
                 f"scopes {list(scopes)}: expected a non-empty subset of {list(SCOPES)}."
             )
+        given = key is not None
         key = key or "pk_" + secrets.token_urlsafe(24)
+        values = {"scopes": ",".join(sorted(set(scopes))), "label": label,
+                  "experiments": None if experiments is None else sorted(set(experiments))}
         stmt = self._insert(t.api_keys).values(
-            key_hash=hash_key(key), scopes=",".join(sorted(set(scopes))), label=label,
-            experiments=None if experiments is None else sorted(set(experiments)),
-            created_at=now(), revoked_at=None,
+            key_hash=hash_key(key), **values, created_at=now(), revoked_at=None,
         ).on_conflict_do_nothing()
         with self.engine.begin() as conn:
             conn.execute(stmt)
+            if given:  # a key chosen by the operator (PEXKIT_ADMIN_KEY) is live again as given
+                conn.execute(t.api_keys.update()
+                             .where(t.api_keys.c.key_hash == hash_key(key))
+                             .values(**values, revoked_at=None))
             kid = conn.execute(
                 sa.select(t.api_keys.c.id).where(t.api_keys.c.key_hash == hash_key(key))
             ).scalar_one()
@@ -312,7 +317,14 @@ class EventStore:
 
     # ------------------------------------------------------------ experiments
     def create_experiment(self, row: dict[str, Any]) -> bool:
-        """Insert (with policy version 1, uniform random); False when the name exists."""
+        """Insert (with policy version 1, uniform random); False when the name exists.
+
+        The state version starts at a random number, not 1: a name deleted and
+        created again must not reuse the versions of its earlier incarnation, or a
+        peer server holding that incarnation in its cache (checked by version only)
+        would go on serving its spec, arms and salt.
+        """
+        row = {**row, "version": 1 + secrets.randbelow(2**30)}
         stmt = (
             self._insert(t.experiments).values(**row).on_conflict_do_nothing()
             .returning(t.experiments.c.name)
