@@ -655,3 +655,27 @@ def test_a_name_created_again_is_not_served_from_a_peers_cache(db_url: str, serv
     got = call(b, "POST", f"{exp}/decide", {"unit": "u3", "features": {"z": 1.0}})
     assert got.status_code == 200, got.text
     assert got.json()["treatment"] in ("p", "q", "r", "s") and got.json()["propensity"] == 0.25
+
+
+def test_postgresql_database_gone_answers_503(postgres: str, servers: Any) -> None:
+    """The PostgreSQL database dropped under the server: 503 everywhere, never 500."""
+    import psycopg
+
+    db = create_database(postgres)
+    srv = servers(db)
+    exp = f"/v1/experiments/{NAME}"
+    assert call(srv, "POST", "/v1/experiments", {"spec": SPEC}).status_code == 201
+    assert call(srv, "POST", f"{exp}/decide", decide_body("u1")).status_code == 200
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {db.rsplit('/', 1)[1]} WITH (FORCE)")  # type: ignore[arg-type]
+    assert httpx.get(f"{srv.url}/v1/health").status_code == 503
+    requests = [
+        ("POST", f"{exp}/decide", decide_body("u2")),
+        ("POST", f"{exp}/log", {"unit": "u1", "outcome": "clicks", "value": 1, "event_id": "e"}),
+        ("GET", exp, None), ("POST", f"{exp}/phase", {"phase": "stopped"}),
+        ("POST", "/v1/keys", {"scopes": ["read"]}), ("GET", "/v1/experiments", None),
+    ]
+    got = [(p, call(srv, m, p, b).status_code) for m, p, b in requests]
+    assert all(code == 503 for _, code in got), got
+    r = call(srv, "GET", exp, key="a-key-never-seen-before")  # the key look-up fails too
+    assert r.status_code == 503 and isinstance(r.json()["detail"], str)

@@ -19,6 +19,7 @@ import orjson
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from pexkit.exceptions import InvalidParameterError, PexkitError
@@ -149,6 +150,13 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     @app.exception_handler(PexkitError)
     async def _domain_error(_: Request, exc: PexkitError) -> JSONResponse:
         return JSONResponse(status_code=_status(exc), content={"detail": str(exc)})
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    async def _store_gone(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={
+            "detail": f"the store is unreachable ({type(exc.orig).__name__}); nothing was "
+            "written. Retry later (GET /v1/health)."})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
