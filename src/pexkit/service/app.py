@@ -155,8 +155,8 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     @app.exception_handler(sa_exc.InterfaceError)
     async def _store_gone(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
         return JSONResponse(status_code=503, content={
-            "detail": f"the store is unreachable ({type(exc.orig).__name__}); nothing was "
-            "written. Retry later (GET /v1/health)."})
+            "detail": f"the store is unreachable ({type(exc.orig).__name__}); the request was "
+            "not acknowledged. Retry it later (GET /v1/health)."})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
