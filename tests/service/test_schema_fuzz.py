@@ -210,3 +210,72 @@ def test_hot_path_with_arbitrary_json_values(target: tuple[Server, str, set[int]
     run()
     assert not [s for s in statuses if s >= 500], statuses
     assert statuses.get(200, 0) >= 30 and statuses.get(422, 0) >= 30, statuses
+
+
+def test_responses_of_every_phase_match_the_schema(db_url: str, servers: Any) -> None:
+    """Every read endpoint, validated against the schema with real content in each phase:
+    a trained model and front, linear and tree policies, tuning arms with metrics, a
+    launched policy with exploration and its backtest, and finished jobs."""
+    import numpy as np
+
+    import pexkit as px
+    from pexkit.simulate.scenarios import NotificationsScenario
+
+    from .conftest import client
+
+    srv: Server = servers(db_url)
+    api = client(srv.url)
+    name = "phases"
+    spec = px.simulate("notifications", n_units=10, seed=0).spec.to_dict()
+    spec["name"] = name
+    api.create_experiment(spec, tracking=[{"name": "retention"}])
+    sc, rng = NotificationsScenario(), np.random.default_rng(3)
+    outcomes = ["engagement", "unsubscribe", "revenue", "retention"]
+    served = 0
+
+    def serve(n: int) -> None:
+        nonlocal served
+        feats = sc.features(n, rng)
+        ids = [f"u{served + i}" for i in range(n)]
+        served += n
+        ds = api.decide_batch(name, list(zip(ids, feats.to_dict("records"), strict=True)))
+        t = np.array([d.treatment_index for d in ds])
+        y = sc.draw(sc.means(feats)[np.arange(n), t, :], rng)
+        api.log_batch(name, [
+            {"unit": ids[i], "outcome": o, "value": float(y[i, min(m, 2)]),
+             "event_id": f"{ids[i]}:{o}"} for i in range(n) for m, o in enumerate(outcomes)])
+
+    schema = schemathesis.openapi.from_url(f"{srv.url}/openapi.json")
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    reads = [p for p, ops in schema.raw_schema["paths"].items()
+             if "get" in ops and "{name}" in p]
+    assert len(reads) == 6
+
+    def validate_reads(phase: str) -> None:
+        for path in reads:
+            case = schema[path]["GET"].Case(path_parameters={"name": name})
+            response = case.call(headers=headers, timeout=60)
+            assert response.status_code in (200, 404, 409), (phase, path, response.text)
+            case.validate_response(response, checks=CHECKS)
+        for job in api._call("GET", f"/v1/experiments/{name}/jobs"):
+            case = schema["/v1/jobs/{job_id}"]["GET"].Case(path_parameters={"job_id": job["id"]})
+            case.validate_response(case.call(headers=headers, timeout=60), checks=CHECKS)
+
+    serve(600)
+    validate_reads("randomize")
+    fast = {"learner": "t", "n_folds": 2, "base_params": {"n_estimators": 20, "num_leaves": 7}}
+    api.run_job(name, "train", timeout=300, **fast)
+    api.run_job(name, "optimize", timeout=300, q=2, budget=10)
+    linear = api.experiment(name)["candidates"][0]
+    tree = api.run_job(name, "distill", timeout=300, version=linear)["version"]
+    validate_reads("trained")
+    api.tune(name)
+    serve(120)
+    validate_reads("tune")
+    api.run_job(name, "tune_round", timeout=300, min_units=2)
+    validate_reads("tuned")
+    for version in (linear, tree):
+        api.launch(name, version, holdout=0.05, explore=0.1)
+        serve(200)
+        validate_reads(f"launched {version}")
+    assert api.backtest(name)["version"] == tree
