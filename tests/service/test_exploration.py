@@ -77,6 +77,11 @@ def test_launched_traffic_with_exploration_feeds_evaluation_and_retraining(tmp_p
         first = training.run_train(svc, NAME, dict(FAST))
         launched = svc.store.add_policy(NAME, "linear", px.LinearPolicy(
             px.ExperimentSpec.from_dict(spec)).to_dict(), first["model_id"], "utility")
+        # its serving twin: one model per term instead of one per fold (a third of the trees)
+        twin = training.run_refit(svc, NAME, {"version": launched})
+        assert twin["agreement"] > 0.5, twin  # chance is about 1/3
+        assert (svc.registry.chooser(NAME, twin["version"]).impl.n_trees * 3
+                == svc.registry.chooser(NAME, launched).impl.n_trees)
         svc.launch(NAME, launched, holdout=0.05, explore=0.05)
         ds, mu = world.run(24000)
         K = 3

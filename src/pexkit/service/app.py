@@ -304,12 +304,15 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     @app.post("/v1/experiments/{name}/jobs", tags=["jobs"], status_code=202,
               response_model=JobOut, responses=_responses(403, 404, 409, 429))
     def submit_job(name: Name, body: JobRequest, request: Request) -> dict[str, Any]:
-        """Start a background job: train, retrain, optimize, tune_round, distill.
+        """Start a background job: train, retrain, optimize, tune_round, distill, refit.
 
         ``train``/``retrain`` take ``sources`` (randomize, holdout, launched: the
         launched traffic served with exploration, with its propensities);
         ``distill`` (params ``version``, ``max_depth`` 1-4) turns a linear policy
-        version into a policy-tree version that can be launched like any other.
+        version into a policy-tree version that can be launched like any other;
+        ``refit`` (param ``version``) makes a linear version's serving twin on
+        models refit once on all units (1/n_folds of the trees per decision; its
+        agreement with the cross-fitted version is in the result).
         """
         authorize(key(request), "admin", name)
         return svc().submit(name, body.kind, body.params)

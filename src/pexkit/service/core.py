@@ -41,7 +41,7 @@ from pexkit.store.db import EventStore, StoreUnavailableError, now
 
 __all__ = ["DecisionService"]
 
-JOB_KINDS = ("train", "retrain", "optimize", "tune_round", "distill")
+JOB_KINDS = ("train", "retrain", "optimize", "tune_round", "distill", "refit")
 
 
 class DecisionService:
@@ -312,7 +312,7 @@ class DecisionService:
         exp = self.experiment(name)
         bodies = {"train": training.run_train, "retrain": training.run_train,
                   "optimize": training.run_optimize, "tune_round": training.run_tune_round,
-                  "distill": training.run_distill}
+                  "distill": training.run_distill, "refit": training.run_refit}
         if kind not in bodies:
             raise InvalidRequestError(
                 f"kind: unknown job kind {kind!r:.40}; expected one of {sorted(bodies)}."

@@ -83,7 +83,7 @@ class LogResult(BaseModel):
 
 
 class JobRequest(BaseModel):
-    kind: Literal["train", "optimize", "tune_round", "retrain", "distill"]
+    kind: Literal["train", "optimize", "tune_round", "retrain", "distill", "refit"]
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pexkit.data.logged import LoggedData
 from pexkit.effects.model import EffectModel
+from pexkit.exceptions import PexkitError
 from pexkit.optimize.optimize import optimize_policies
 from pexkit.policy.linear import LinearPolicy
 from pexkit.service import phases
@@ -25,7 +26,7 @@ from pexkit.spec.spec import ExperimentSpec
 if TYPE_CHECKING:
     from pexkit.service.core import DecisionService
 
-__all__ = ["SOURCES", "run_distill", "run_optimize", "run_train", "run_tune_round",
+__all__ = ["SOURCES", "run_distill", "run_refit", "run_optimize", "run_train", "run_tune_round",
            "training_data", "unit_frame"]
 
 SOURCES = ("randomize", "holdout", "launched")
@@ -114,10 +115,18 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
     data = training_data(svc, name, tuple(sources))
     kw = {k: v for k, v in params.items() if k in allowed - {"sources"}}
     kw.setdefault("random_state", 0)
+    seed = kw["random_state"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InvalidRequestError(f"params.random_state: expected 0 <= int < 2**32; got {seed!r}.")
     try:
         model = EffectModel(progress=False, **kw).fit(data)
-    except TypeError as exc:
-        raise InvalidRequestError(f"params: {exc}") from exc
+    except PexkitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bad learner parameter, said plainly
+        raise InvalidRequestError(
+            f"params: the learner refused them ({type(exc).__name__}: {str(exc)[:300]}); check "
+            "learner, n_folds, base and base_params."
+        ) from exc
     ate = model.ate()
     summary = {
         "n_units": int(data.n_units),
@@ -135,6 +144,10 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
 def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
     from pexkit.service.tuning import TuningSpace
 
+    allowed = {"q", "budget", "method", "random_state", "include_utility"}
+    bad = sorted(set(params) - allowed)
+    if bad:
+        raise InvalidRequestError(f"params {bad}: unknown; optimize takes {sorted(allowed)}.")
     model_id = svc.experiment(name).state.model_id
     if model_id is None:
         raise ConflictError("optimize needs a trained model; run a 'train' job first.")
@@ -190,6 +203,37 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
     ))
     return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
             "candidates": versions, "skipped_untunable": skipped}
+
+
+def run_refit(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A linear version's serving twin: the same policy on models refit once on all units.
+
+    The new version walks ``1 / n_folds`` of the trees per decision; its
+    agreement with the cross-fitted version is measured on the training units.
+    """
+    from pexkit.serving.refit import agreement, refit_for_serving
+
+    version = params.get("version")
+    prow = (svc.store.policy(name, version)
+            if isinstance(version, int) and 0 < version < 2**31 else None)
+    if prow is None or prow["kind"] != "linear" or not isinstance(version, int):
+        raise InvalidRequestError(
+            f"params.version: expected a linear policy version of {name!r}; got "
+            f"{version!r}. List versions with GET .../policies."
+        )
+    policy, model = svc.registry.linear_policy(name, version)
+    serving = refit_for_serving(model)
+    agree = agreement(policy, model, serving, model.data_)
+    model_id = svc.registry.put_effect_model(
+        name, serving, {"kind": "serving_refit", "source_model": prow["model_id"]}
+    )
+    new_version = svc.store.add_policy(
+        name, "linear", {**policy.to_dict(), "source_version": version, "serving": "refit",
+                         "agreement": agree},
+        model_id, f"serving refit of version {version}",
+    )
+    return {"version": new_version, "source_version": version, "agreement": agree,
+            "n_folds_before": model.n_folds}
 
 
 def run_distill(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
