@@ -102,7 +102,7 @@ def in_process(n_train: int) -> dict[str, Any]:
         "n_train": n_train, "trees_per_decision": compiled.n_trees, "compile_seconds": compile_s,
         "single_decision_p50_ms": pct(lat, 50) * 1e3, "single_decision_p99_ms": pct(lat, 99) * 1e3,
         "batch_decisions_per_s": batch_rate, "batch_decisions_per_s_one_core": batch_rate_one_core,
-        "learners_chosen": sorted({str(v) for v in dict(model.chosen_).values()}),
+        "learners_chosen": sorted({str(v) for v in np.ravel(model.chosen_) if v is not None}),
         "agreement_with_predict_path": agree,
         "lightgbm_one_row_predict_p50_ms": pct(lgb_lat, 50) * 1e3,
         "lightgbm_one_row_predict_p99_ms": pct(lgb_lat, 99) * 1e3,
