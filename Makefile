@@ -22,6 +22,8 @@ demo: $(STAMP)
 	$(BIN)/pexkit demo --out demo-out --json demo-out/demo.json
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -111,7 +111,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 def _script_json(value: Any) -> str:
     """JSON safe inside ``<script type="application/json">`` (and HTML in general).
 
-    ``<``, ``>``, ``&`` and U+2028/2029 become ``\\uXXXX`` escapes (the JSON
+    ``<``, ``>``, ``&`` and U+2028/2029 become ``\\u`` escapes, e.g. ``\\u003c`` (the JSON
     value is unchanged); non-finite floats become ``null`` so ``JSON.parse``
     accepts it.
     """

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,29 +267,34 @@ class Decider:
         return out
 
     # ------------------------------------------------------------ entry points
+    def _submit(
+        self, name: str, requests: list[dict[str, Any]]
+    ) -> tuple[ExperimentView, list[str], Future[dict[str, dict[str, Any]]]]:
+        view = self.view(name)
+        units, feats = self.parse(view, requests)
+        plan = self.plan(view, units, feats)
+        return view, units, self.committer.submit(plan, name, view.version, len(plan.units))
+
+    def _changed_too_often(self, name: str) -> ConflictError:
+        return ConflictError(f"experiment {name!r} changed {_RETRIES} times during the "
+                             "request; retry it.")
+
     def decide(self, name: str, requests: list[dict[str, Any]]) -> list[Decision]:
         """Blocking form (jobs, tests, the sync client path)."""
         for _ in range(_RETRIES):
-            view = self.view(name)
-            units, feats = self.parse(view, requests)
-            plan = self.plan(view, units, feats)
-            fut = self.committer.submit(plan, name, view.version, len(plan.units))
+            view, units, fut = self._submit(name, requests)
             try:
                 return self._answer(view, units, fut.result())
             except StaleStateError:
                 self.invalidate(name)
             except StoreUnavailableError as exc:
                 raise UnavailableError(str(exc)) from exc
-        raise ConflictError(f"experiment {name!r} changed {_RETRIES} times during the request; "
-                            "retry it.")
+        raise self._changed_too_often(name)
 
     async def decide_async(self, name: str, requests: list[dict[str, Any]]) -> list[Decision]:
         """The HTTP path: no thread hop; waits for the group commit on the event loop."""
         for _ in range(_RETRIES):
-            view = self.view(name)
-            units, feats = self.parse(view, requests)
-            plan = self.plan(view, units, feats)
-            fut = self.committer.submit(plan, name, view.version, len(plan.units))
+            view, units, fut = self._submit(name, requests)
             try:
                 stored = await asyncio.wrap_future(fut)
             except StaleStateError:
@@ -297,5 +303,4 @@ class Decider:
             except StoreUnavailableError as exc:
                 raise UnavailableError(str(exc)) from exc
             return self._answer(view, units, stored)
-        raise ConflictError(f"experiment {name!r} changed {_RETRIES} times during the request; "
-                            "retry it.")
+        raise self._changed_too_often(name)

@@ -205,14 +205,10 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
             "candidates": versions, "skipped_untunable": skipped}
 
 
-def run_refit(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """A linear version's serving twin: the same policy on models refit once on all units.
-
-    The new version walks ``1 / n_folds`` of the trees per decision; its
-    agreement with the cross-fitted version is measured on the training units.
-    """
-    from pexkit.serving.refit import agreement, refit_for_serving
-
+def _linear_version(
+    svc: DecisionService, name: str, params: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """``params["version"]`` and its stored row, which must be a linear policy."""
     version = params.get("version")
     prow = (svc.store.policy(name, version)
             if isinstance(version, int) and 0 < version < 2**31 else None)
@@ -221,6 +217,18 @@ def run_refit(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
             f"params.version: expected a linear policy version of {name!r}; got "
             f"{version!r}. List versions with GET .../policies."
         )
+    return version, prow
+
+
+def run_refit(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A linear version's serving twin: the same policy on models refit once on all units.
+
+    The new version walks ``1 / n_folds`` of the trees per decision; its
+    agreement with the cross-fitted version is measured on the training units.
+    """
+    from pexkit.serving.refit import agreement, refit_for_serving
+
+    version, prow = _linear_version(svc, name, params)
     policy, model = svc.registry.linear_policy(name, version)
     serving = refit_for_serving(model)
     agree = agreement(policy, model, serving, model.data_)
@@ -240,14 +248,7 @@ def run_distill(svc: DecisionService, name: str, params: dict[str, Any]) -> dict
     """Distill a linear policy version into a policy-tree version (kind "tree")."""
     from pexkit.explain.distill import distill
 
-    version = params.get("version")
-    prow = (svc.store.policy(name, version)
-            if isinstance(version, int) and 0 < version < 2**31 else None)
-    if prow is None or prow["kind"] != "linear" or not isinstance(version, int):
-        raise InvalidRequestError(
-            f"params.version: expected a linear policy version of {name!r}; got "
-            f"{version!r}. List versions with GET .../policies."
-        )
+    version, prow = _linear_version(svc, name, params)
     depth = params.get("max_depth", 3)
     if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 4:
         raise InvalidRequestError(f"params.max_depth: expected 1-4; got {depth!r}.")
