@@ -67,6 +67,21 @@ def in_process(n_train: int) -> dict[str, Any]:
     batch_rate_one_core = len(X) / (time.perf_counter() - t0)
     numba.set_num_threads(threads)
     agree = float(np.mean(compiled.choose_matrix(X[:20000]) == policy.choose(model.predict(frame.iloc[:20000]))))
+    # the serving refit (one model per term on all units): its own exact policy, 1/n_folds the trees
+    from pexkit.serving.refit import agreement, refit_for_serving
+
+    serving = refit_for_serving(model)
+    fast = compile_policy(policy, serving)
+    fast.choose_matrix(X[:1000])
+    numba.set_num_threads(1)
+    t0 = time.perf_counter()
+    fast.choose_matrix(X)
+    refit_rate_one_core = len(X) / (time.perf_counter() - t0)
+    numba.set_num_threads(threads)
+    t0 = time.perf_counter()
+    fast.choose_matrix(X)
+    refit_rate = len(X) / (time.perf_counter() - t0)
+    refit_agree = agreement(policy, model, serving, frame.iloc[:20000])
     # bare LightGBM predict, one row (one of the model's boosters)
     booster = model.outcome_models_[0][0][0]
     row = X[:1]
@@ -102,6 +117,9 @@ def in_process(n_train: int) -> dict[str, Any]:
         "n_train": n_train, "trees_per_decision": compiled.n_trees, "compile_seconds": compile_s,
         "single_decision_p50_ms": pct(lat, 50) * 1e3, "single_decision_p99_ms": pct(lat, 99) * 1e3,
         "batch_decisions_per_s": batch_rate, "batch_decisions_per_s_one_core": batch_rate_one_core,
+        "refit_trees_per_decision": fast.n_trees, "refit_batch_decisions_per_s": refit_rate,
+        "refit_batch_decisions_per_s_one_core": refit_rate_one_core,
+        "refit_agreement_with_cross_fitted": refit_agree,
         "learners_chosen": sorted({str(v) for v in np.ravel(model.chosen_) if v is not None}),
         "agreement_with_predict_path": agree,
         "lightgbm_one_row_predict_p50_ms": pct(lgb_lat, 50) * 1e3,

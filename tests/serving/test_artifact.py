@@ -212,7 +212,7 @@ def _split(feature: int, threshold: Any, decision: str, missing: str, default_le
 
 
 def test_decision_rules_match_the_compiled_kernel_on_edge_cases() -> None:
-    from pexkit.serving.compiled import _Builder, _utilities, _utilities_serial
+    from pexkit.serving.compiled import _Builder, _groups, _utilities, _utilities_serial
 
     rng = np.random.default_rng(0)
 
@@ -250,7 +250,7 @@ def test_decision_rules_match_the_compiled_kernel_on_edge_cases() -> None:
     x0 = [np.nan, 0.0, -0.0, 1e-36, -1e-36, 1e-35, 0.5, np.nextafter(0.5, 1), -3.0, 3.0, 1e-300]
     x1 = [np.nan, 0.0, 1.0, 2.0, 5.0, 7.0, -1.0, 2.5, -0.5, 1e9, 4.0]
     X = np.array([(a, b) for a in x0 for b in x1])
-    args = (X, 3, base, 2, arrays["roots"], arrays["tree_out"], arrays["tree_scale"],
+    args = (X, 3, base, 2, arrays["roots"], _groups(arrays["roots"]), arrays["tree_out"], arrays["tree_scale"],
             arrays["tree_arm"], arrays["feature"], arrays["threshold"], arrays["kind"],
             arrays["missing"], arrays["default_left"], arrays["left"], arrays["right"],
             arrays["cat_start"], arrays["cat_len"], arrays["cats"], arrays["leaf_value"])

@@ -33,6 +33,13 @@ def test_compiled_matches_predict(sim: px.Simulation, learner: str) -> None:
             r["age"] = None
     np.testing.assert_allclose(compiled.encode_records(recs), compiled.matrix(test), equal_nan=True)
     np.testing.assert_array_equal(compiled.choose(test), np.argmax(u_ref, axis=1))
+    if learner == "s":
+        # arm 0's model is walked once for both treated arms, and trees that never split
+        # on the arm (f(x, k) - f(x, 0) = 0) not at all: fewer than 3 of the 4 walks
+        _, models = model.learners_fitted_["s"]
+        per_walk = sum(b.num_trees() for fold in models for b in fold)
+        assert compiled.shifted
+        assert compiled.n_trees < 3 * per_walk
 
 
 def test_zero_weight_outcomes_are_skipped(sim: px.Simulation) -> None:

