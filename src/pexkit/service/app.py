@@ -11,7 +11,7 @@ are mapped to status codes here and nowhere else; every error body is
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ import orjson
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
@@ -95,6 +96,21 @@ def _decision(d: Decision) -> dict[str, Any]:
             "treatment_index": d.treatment_index, "arm": d.arm, "phase": d.phase}
 
 
+def _validation_detail(errors: Sequence[Any]) -> str:
+    """One line per validation error (at most 10): where, and what was wrong."""
+    msgs = []
+    for err in errors[:10]:
+        loc = ".".join(str(p) for p in err["loc"] if p != "body")[:200] or "body"
+        msgs.append(f"{loc}: {err['msg']}")
+    return "; ".join(msgs) + ". See /docs for the request schema."
+
+
+def _store_gone_detail(exc: Exception) -> str:
+    orig = getattr(exc, "orig", exc)
+    return (f"the store is unreachable ({type(orig).__name__}); the request was not "
+            "acknowledged. Retry it later (GET /v1/health).")
+
+
 def _json(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
@@ -123,6 +139,40 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
 
     keys = KeyCache(lambda: svc().store)
 
+    async def hot_decide(name: str, info: Any, receive: Any, send: Any) -> None:
+        """``POST /v1/experiments/{name}/decide`` without the framework (see Gate)."""
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        status, content = 200, None
+        try:  # python-mode validation, as FastAPI's: the same messages
+            body = DecideRequest.model_validate(orjson.loads(b"".join(chunks)))
+        except orjson.JSONDecodeError as exc:
+            status, content = 422, {"detail": f"body: JSON decode error ({exc}). See /docs for "
+                                              "the request schema."}
+        except ValidationError as exc:
+            status, content = 422, {"detail": _validation_detail(exc.errors())}
+        else:
+            try:
+                authorize(info, "decide", name)
+                ds = await svc().decide_async(
+                    name, [{"unit": body.unit, "features": body.features}]
+                )
+                content = _decision(ds[0])
+            except PexkitError as exc:
+                status, content = _status(exc), {"detail": str(exc)}
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                status, content = 503, {"detail": _store_gone_detail(exc)}
+        payload = orjson.dumps(content)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store = EventStore(db, background_checkpoint=True)
@@ -145,7 +195,7 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
         ),
         lifespan=lifespan,
     )
-    app.add_middleware(Gate, keys=keys)
+    app.add_middleware(Gate, keys=keys, decide=hot_decide)
 
     @app.exception_handler(PexkitError)
     async def _domain_error(_: Request, exc: PexkitError) -> JSONResponse:
@@ -154,20 +204,11 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
     @app.exception_handler(sa_exc.OperationalError)
     @app.exception_handler(sa_exc.InterfaceError)
     async def _store_gone(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={
-            "detail": f"the store is unreachable ({type(exc.orig).__name__}); the request was "
-            "not acknowledged. Retry it later (GET /v1/health)."})
+        return JSONResponse(status_code=503, content={"detail": _store_gone_detail(exc)})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        msgs = []
-        for err in exc.errors()[:10]:
-            loc = ".".join(str(p) for p in err["loc"] if p != "body")[:200]
-            msgs.append(f"{loc}: {err['msg']}")
-        return JSONResponse(
-            status_code=422,
-            content={"detail": "; ".join(msgs) + ". See /docs for the request schema."},
-        )
+        return JSONResponse(status_code=422, content={"detail": _validation_detail(exc.errors())})
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -9,6 +9,7 @@ working at once on the server that revoked it and within that time on others.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ import orjson
 from starlette.exceptions import HTTPException
 
 from pexkit.service.errors import ForbiddenError
-from pexkit.service.validation import LIMITS
+from pexkit.service.validation import LIMITS, NAME_PATTERN
 from pexkit.store.db import EventStore, KeyInfo
 
 __all__ = ["KEY_TTL_S", "Gate", "KeyCache", "authorize"]
@@ -37,6 +38,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: a lean handler for ``POST /v1/experiments/{name}/decide``: (name, key, receive, send)
+HotRoute = Callable[[str, KeyInfo, Receive, Send], Awaitable[None]]
+_DECIDE = re.compile(r"/v1/experiments/(" + NAME_PATTERN.strip("^$") + r")/decide")
 
 
 class KeyCache:
@@ -95,11 +99,20 @@ async def _error(send: Send, status: int, detail: str) -> None:
 
 
 class Gate:
-    """ASGI middleware: security headers everywhere; key and body size checks on /v1."""
+    """ASGI middleware: security headers everywhere; key and body size checks on /v1.
 
-    def __init__(self, app: ASGIApp, keys: KeyCache) -> None:
+    With ``decide``, a single decision (``POST /v1/experiments/{name}/decide``
+    with a JSON body) goes from here straight to that handler, past the
+    framework's routing, dependency solving and response classes: the hot path
+    of a decision service. The FastAPI route of the same path stays in the
+    OpenAPI schema and answers everything else (other content types); both
+    validate with the same request model and answer the same bodies.
+    """
+
+    def __init__(self, app: ASGIApp, keys: KeyCache, decide: HotRoute | None = None) -> None:
         self.app = app
         self.keys = keys
+        self.decide = decide
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,9 +175,20 @@ class Gate:
             return message
 
         try:
-            await self.app(scope, receive_limited, send_secure)
+            hot = _hot_name(scope, path)
+            if hot is not None and self.decide is not None:
+                await self.decide(hot, info, receive_limited, send_secure)
+            else:
+                await self.app(scope, receive_limited, send_secure)
         except _TooLarge as exc:
             await _error(send, 413, str(exc.detail))
+
+
+def _json_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
 
 
 class _TooLarge(HTTPException):
@@ -173,6 +197,16 @@ class _TooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is over the limit of {limit:,} bytes "
                          "(PEXKIT_MAX_BODY_BYTES); split the batch.")
+
+
+def _hot_name(scope: Scope, path: str) -> str | None:
+    """The experiment of a single JSON decide request, or None for any other request."""
+    if scope["method"] != "POST" or not path.endswith("/decide"):
+        return None
+    m = _DECIDE.fullmatch(path)
+    if m is None or not _json_body(scope["headers"]):
+        return None
+    return m.group(1)
 
 
 def authorize(

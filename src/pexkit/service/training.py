@@ -286,11 +286,15 @@ def _personalized_proposals(
     again; if Ax keeps proposing them, the remaining arms are the offline
     candidates, attached again as new trials. When no policy of the front is
     personalized either, the data do not support personalization and every
-    proposal is kept.
+    proposal is kept. Shares are measured on the training units' predicted
+    effects (what the served policy computes), not their out-of-fold effects.
     """
     assert state.model_id is not None
     model = svc.registry.effect_model(int(state.model_id))
-    tau = np.asarray(model.effects_)
+    # the effects the served policy will see: the fold-averaged models' predictions
+    # (out-of-fold effects are noisier, so a policy's top share on them understates
+    # its share among the units it will serve)
+    tau = np.asarray(model.predict(model.data_))
     cands = [svc.registry.linear_policy(name, v)[0] for v in state.candidates]
     if all(_top_share(p, tau) > MAX_SHARE for p in cands):
         return list(tuner.next(q))
