@@ -45,6 +45,9 @@ def test_ihdp_ate_and_pehe(shared_data, replication, record_property):
     pehe = ihdp.pehe(tau)
     ate = model.ate().iloc[0]
     record_property("pehe", pehe)
-    assert abs(ate.estimate - ihdp.true_ate) < 1.0
+    # the true (sample) ATE is about 4; the DR estimate's SE is 0.11-0.13 on these
+    # replications and the errors were 0.3-0.7 SE: 3 SE (about 0.35, 9%) is the bound
+    assert abs(ate.estimate - ihdp.true_ate) < 3 * ate.se, (ate.estimate, ate.se, ihdp.true_ate)
+    assert ate.se < 0.2
     # PEHE of a constant-ATE guess is the sd of the true CATE; heterogeneity must be learned
     assert pehe < np.std(ihdp.true_cate)

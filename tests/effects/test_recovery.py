@@ -31,11 +31,17 @@ def test_auto_is_close_to_the_best_single_learner():
         for name in ("t", "s", "x", "dr", "auto")
     }
     best = np.min([errors[n] for n in ("t", "s", "x", "dr")], axis=0)
-    worst = np.max([errors[n] for n in ("t", "s", "x", "dr")], axis=0)
-    # the held-out DR loss is a noisy proxy: auto must beat the worst learner in
-    # every cell and stay within 25% of the best one on average
-    assert (errors["auto"] <= worst + 1e-12).all()
-    assert errors["auto"].mean() <= 1.25 * best.mean()
+    # every error is against the simulator's true effects: auto picks per cell by a
+    # held-out DR loss (a noisy proxy of this error), so it must land within 25% of the
+    # best learner in every cell (it matched the best in all 6 cells on seeds 8 and 9)
+    assert (errors["auto"] <= 1.25 * best).all(), (errors["auto"], best)
+    # and it must capture the heterogeneity: in the three cells whose true effects vary
+    # most (light/engagement, heavy/engagement, heavy/revenue) its error is under the
+    # spread that a constant (the true ATE itself) would leave; measured 0.32-0.88 of it
+    tc = sim.true_cate()[:, 1:, :]
+    spread = tc.std(axis=0)
+    varied = spread > np.median(spread)
+    assert (errors["auto"][varied] < spread[varied]).all(), (errors["auto"], spread)
 
 
 def test_ate_recovers_the_true_average_effect():

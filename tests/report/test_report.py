@@ -39,8 +39,21 @@ def test_tradeoff_sentences_name_gains_costs_and_shares(sim, fitted):
 
 
 def test_report_on_srm_warns(sim, fitted):
+    from scipy.stats import chisquare
+
     html = render_report(sim.data, fitted, px.optimize_policies(fitted, sim.data, method="sobol", budget=16))
-    assert "Balanced" in html
+    assert "Balanced" in html and "Sample ratio mismatch" not in html
+    # a log that lost a fifth of its control units: the report says so, with the chi-square
+    # that scipy computes from the arm counts against the design's equal shares
+    frame = sim.frame
+    control = np.flatnonzero(frame[sim.spec.treatment].to_numpy() == sim.spec.arms[0])
+    broken = frame.drop(frame.index[control[: len(control) // 5]])
+    data = px.LoggedData.from_frame(broken, sim.spec, warn_srm=False)
+    counts = broken[sim.spec.treatment].value_counts().reindex(sim.spec.arms).to_numpy()
+    chi2 = chisquare(counts).statistic
+    html = render_report(data, fitted, px.optimize_policies(fitted, data, method="sobol", budget=16))
+    assert "Sample ratio mismatch" in html and "Balanced" not in html
+    assert f"chi-square {chi2:.1f}" in html
 
 
 def test_report_explains_the_headline_policy_and_its_segments(sim, fitted):
