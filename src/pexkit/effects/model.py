@@ -490,6 +490,54 @@ class EffectModel:
                 tau[:, k, m] = mean[k, outs.index(m)] - mean[0, outs.index(m)]
         return tau
 
+    # -------------------------------------------------------- in-sample rows
+    def training_rows(self, data: LoggedData) -> NDArray[np.int64]:
+        """For each row of ``data``, the training row it is (by content), or -1.
+
+        A reloaded copy of the training log, a subset of it, or a log that
+        overlaps it is recognized row by row (:mod:`pexkit.effects.insample`).
+        """
+        self._check_fitted()
+        if data is self.data_:
+            return np.arange(data.n_units, dtype=np.int64)
+        from pexkit.effects.insample import match_rows, row_keys
+
+        ref: NDArray[np.uint64] | None = self.__dict__.get("_row_keys")
+        if ref is None:
+            ref = row_keys(self.data_)
+            self.__dict__["_row_keys"] = ref
+        return match_rows(ref, row_keys(data))
+
+    def effects_for(self, data: LoggedData) -> FloatArray:
+        """Effects per row of ``data``: out-of-fold on training rows, predicted on the rest."""
+        self._check_fitted()
+        if data is self.data_:
+            return np.asarray(self.effects_)
+        rows = self.training_rows(data)
+        inside = rows >= 0
+        if not inside.any():
+            return self.predict(data)
+        tau = np.empty((data.n_units, *np.shape(self.effects_)[1:]))
+        tau[inside] = np.asarray(self.effects_)[rows[inside]]
+        if not inside.all():
+            tau[~inside] = self.predict(data.subset(~inside))
+        return tau
+
+    def outcomes_for(self, data: LoggedData) -> FloatArray:
+        """Outcome predictions ``mu`` per row: out-of-fold on training rows, fold-averaged elsewhere."""
+        self._check_fitted()
+        if data is self.data_:
+            return np.asarray(self.mu_oof_)
+        rows = self.training_rows(data)
+        inside = rows >= 0
+        if not inside.any():
+            return self.predict_outcomes(data)
+        mu = np.empty((data.n_units, *np.shape(self.mu_oof_)[1:]))
+        mu[inside] = np.asarray(self.mu_oof_)[rows[inside]]
+        if not inside.all():
+            mu[~inside] = self.predict_outcomes(data.subset(~inside))
+        return mu
+
     # ------------------------------------------------------------------ ATE
     def ate(self, alpha: float = 0.05) -> pd.DataFrame:
         """Average effects with influence-function (DR/AIPW) confidence intervals.

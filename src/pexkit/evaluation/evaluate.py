@@ -163,9 +163,7 @@ def _effects_for(data: LoggedData, model: EffectModel | None) -> FloatArray:
             "evaluating a LinearPolicy needs the EffectModel that predicts its "
             "effects; pass model=..."
         )
-    if data is model.data_:
-        return np.asarray(model.effects_)
-    return model.predict(data)
+    return model.effects_for(data)  # out-of-fold on the rows the model was fitted on
 
 
 def _as_probs(actions: Any, n: int, n_treat: int) -> tuple[IntArray | None, FloatArray | None]:

@@ -77,9 +77,10 @@ class PolicyScores:
 def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
     """Scores for ``data`` from ``model``'s outcome models.
 
-    On the data the model was fitted on, the cross-fitted (out-of-fold)
+    On rows the model was fitted on (recognized by content, so a reloaded copy,
+    a subset or an overlapping log counts), the cross-fitted (out-of-fold)
     predictions are used, so no row is scored by a model that saw it; on new
-    data the fold-averaged outcome models predict.
+    rows the fold-averaged outcome models predict.
     """
     if not isinstance(data, LoggedData):
         raise InvalidDataError(
@@ -98,7 +99,9 @@ def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
             model.scores_, model.mu_oof_, data.treatment, data.propensity,
             data.outcomes, data.spec,
         )
-    mu = model.predict_outcomes(data)
+    # training rows (matched by content: a reloaded log, a subset, an overlap) keep
+    # their out-of-fold predictions; only new rows are predicted
+    mu = model.outcomes_for(data)
     return PolicyScores.from_arrays(
         data.spec, mu, data.treatment, data.propensity, data.outcomes
     )

@@ -280,8 +280,8 @@ def _effects_for(model: EffectModel, data: LoggedData | None) -> tuple[LoggedDat
             f"model arms {list(model.spec_.arms)} / outcomes {list(model.spec_.outcome_names)}, "
             f"data arms {list(data.spec.arms)} / outcomes {list(data.spec.outcome_names)}."
         )
-    in_sample = data is model.data_
-    tau = np.asarray(model.effects_) if in_sample else model.predict(data)
+    in_sample = bool((model.training_rows(data) >= 0).all())
+    tau = model.effects_for(data)  # out-of-fold on every training row
     return data, tau, in_sample
 
 

@@ -101,7 +101,7 @@ def optimize_policies(
     search = get_method(method)
     started = time.perf_counter()
     scores = build_scores(data, model)
-    tau = np.asarray(model.effects_) if data is model.data_ else model.predict(data)
+    tau = model.effects_for(data)  # out-of-fold on the rows the model was fitted on
     space = PolicySpace.from_effects(spec, tau, biases=biases, parameterization=parameterization)
     objective = PolicyObjective(space, data, scores, tau, tuple(guardrails))
     evals = search(objective, budget, seed=random_state, progress=progress)
