@@ -56,7 +56,7 @@ def analyze(
     progress: bool | None = None,
     optimize: bool = True,
     method: str = "sobol",
-    budget: int = 2000,
+    budget: int | None = None,
     n_candidates: int = 4,
     biases: bool = True,
     guardrails: tuple[Guardrail, ...] = (),
@@ -128,7 +128,7 @@ def analyze(
             front.mark_candidates(candidates)
         summary["front"] = {
             "method": method,
-            "budget": budget,
+            "budget": int(front.meta["n_evaluations"]),
             "hypervolume": front.hypervolume(),
             "n_on_front": n_on,
             "candidates": list(candidates.labels) if candidates is not None else [],

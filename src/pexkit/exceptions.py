@@ -59,5 +59,9 @@ class PexkitWarning(UserWarning):
     """Root of every warning emitted by pexkit."""
 
 
+class SlowSearchWarning(PexkitWarning):
+    """An optimizer budget that will take long (e.g. qNParEGO beyond a few hundred policies)."""
+
+
 class SampleRatioMismatchWarning(PexkitWarning):
     """The arm shares in a log differ from the design's shares (p < 0.001)."""

@@ -125,3 +125,18 @@ def test_space_shrinkage_and_no_bias(sim, fitted):
         PolicySpace.from_effects(sim.spec, tau, parameterization="magic")
     with pytest.raises(px.InvalidParameterError, match="'method' must be"):
         px.optimize_policies(fitted, sim.data, method="grid", budget=8)
+
+
+def test_budgets_default_per_method_and_slow_ones_warn(sim, fitted):
+    from pexkit.exceptions import SlowSearchWarning
+    from pexkit.optimize.optimize import DEFAULT_BUDGETS, SLOW_QNPAREGO_BUDGET
+
+    assert DEFAULT_BUDGETS == {"sobol": 2000, "nsga2": 2000, "qnparego": 200}
+    front = px.optimize_policies(fitted, sim.data, method="sobol")
+    assert front.meta["n_evaluations"] == 2000
+    # the warning comes before any work (the suite turns warnings into errors)
+    with pytest.raises(SlowSearchWarning, match="budget<=500"):
+        px.optimize_policies(fitted, sim.data, method="qnparego", budget=SLOW_QNPAREGO_BUDGET + 1)
+    for bad in (1, 2.5, True, "100"):
+        with pytest.raises(px.InvalidParameterError, match="'budget' must be an integer"):
+            px.optimize_policies(fitted, sim.data, method="sobol", budget=bad)

@@ -89,7 +89,7 @@ def analyze_cmd(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     optimize: Annotated[bool, typer.Option(help="Search for the Pareto front and write policies.json and report.html.")] = True,
     method: Annotated[str, typer.Option(help="Optimizer: sobol, qnparego or nsga2.")] = "sobol",
-    budget: Annotated[int, typer.Option(help="Policies evaluated by the optimizer (qnparego: try 200).")] = 2000,
+    budget: Annotated[int | None, typer.Option(help="Policies evaluated by the optimizer (default: 2000 for sobol and nsga2, 200 for qnparego).", show_default=False)] = None,
     candidates: Annotated[int, typer.Option(help="Policies picked for the online test.")] = 4,
     biases: Annotated[bool, typer.Option(help="Search per-treatment biases as well as weights.")] = True,
     guardrail: Annotated[list[str] | None, typer.Option(help="OUTCOME:MAX_CHANGE[:ci], e.g. unsubscribe:0.02 (repeatable).")] = None,

@@ -59,6 +59,14 @@ class EffectModel:
         Threads for the base learner (0 = all cores).
     progress : bool or None
         Show a progress bar (None: only on a terminal).
+    selection_rows : int or None
+        With ``learner="auto"`` on a log larger than this, the candidates are
+        first compared on a stratified random subsample of this many units; only
+        the learners chosen there are fitted on the whole log, where the
+        per-cell choice among them is made again on all units. Default 200,000:
+        below it nothing changes; above it the fit skips the second stages that
+        no cell uses (``selection_probe_`` keeps the subsample's comparison).
+        None: always compare every candidate on the whole log.
 
     Attributes
     ----------
@@ -91,6 +99,7 @@ class EffectModel:
         base_params: dict[str, Any] | None = None,
         n_jobs: int = 0,
         progress: bool | None = None,
+        selection_rows: int | None = 200_000,
     ) -> None:
         self.learner = learner
         self.base = base
@@ -100,11 +109,14 @@ class EffectModel:
         self.base_params = base_params
         self.n_jobs = n_jobs
         self.progress = progress
+        self.selection_rows = selection_rows
 
     _PARAMS = (
         "learner", "base", "n_folds", "random_state", "candidates", "base_params",
-        "n_jobs", "progress",
+        "n_jobs", "progress", "selection_rows",
     )
+    #: the candidates' comparison on the subsample (see ``selection_rows``), or None
+    selection_probe_: pd.DataFrame | None = None
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (sklearn's contract, so ``sklearn.base.clone`` works)."""
@@ -138,6 +150,14 @@ class EffectModel:
                 f"'candidates' must be a non-empty subset of {list(LEARNERS)}; got "
                 f"{list(self.candidates)}."
             )
+        rows = self.selection_rows
+        if rows is not None and (
+            isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1000
+        ):
+            raise InvalidParameterError(
+                f"'selection_rows' must be None or an integer >= 1000 (units the learners are "
+                f"compared on); got {rows!r}."
+            )
         return tuple(self.candidates) if self.learner == "auto" else (self.learner,)
 
     def fit(self, data: LoggedData) -> EffectModel:
@@ -169,6 +189,11 @@ class EffectModel:
             )
         seed = int(self.random_state)
         n_treat, n_out = spec.n_treatments, spec.n_outcomes
+        self.selection_probe_ = None
+        if len(learners) > 1 and self.selection_rows is not None and (
+            data.n_units > self.selection_rows
+        ):
+            learners = self._probe(data, learners, seed)
         X = data.encoder.matrix(data.X)
         base = make_base_learner(self.base, self.base_params, self.n_jobs)
         base.bind(X, data.encoder.categorical_indices)
@@ -398,6 +423,22 @@ class EffectModel:
                 oof[held[f], k, m] = by_key[(i, k)] - by_key[(i, 0)]
             models[m].append(fitted[i])
         return oof, (s_base, models)
+
+    def _probe(
+        self, data: LoggedData, learners: tuple[str, ...], seed: int
+    ) -> tuple[str, ...]:
+        """Compare ``learners`` on a stratified subsample; the ones some cell chose there."""
+        rng = np.random.default_rng(seed + 7919)
+        share = float(self.selection_rows) / data.n_units  # type: ignore[arg-type]
+        rows = np.sort(np.concatenate([
+            rng.choice(idx, size=max(2 * self.n_folds, round(share * idx.size)), replace=False)
+            for idx in (np.flatnonzero(data.treatment == k) for k in range(data.n_treatments))
+        ]))
+        probe = EffectModel(**{**self.get_params(), "selection_rows": None, "progress": False})
+        probe.fit(data.subset(rows))
+        self.selection_probe_ = probe.selection_
+        used = {str(v) for v in np.ravel(probe.chosen_) if v is not None}
+        return tuple(name for name in learners if name in used)
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:

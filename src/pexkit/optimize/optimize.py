@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,16 +14,21 @@ from numpy.typing import NDArray
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores, evaluate_policies
-from pexkit.exceptions import InvalidParameterError
+from pexkit.exceptions import InvalidParameterError, SlowSearchWarning
 from pexkit.optimize.front import ParetoFront, single_treatment_policy
 from pexkit.optimize.objective import Evaluations, Guardrail, PolicyObjective
 from pexkit.optimize.pareto import hypervolume, is_non_dominated
 from pexkit.optimize.search import get_method
 from pexkit.optimize.space import PolicySpace
 
-__all__ = ["hypervolume_history", "optimize_policies"]
+__all__ = ["DEFAULT_BUDGETS", "SLOW_QNPAREGO_BUDGET", "hypervolume_history", "optimize_policies"]
 
 FloatArray = NDArray[np.float64]
+
+#: policies evaluated when ``budget`` is not given, per method
+DEFAULT_BUDGETS = {"sobol": 2000, "nsga2": 2000, "qnparego": 200}
+#: qNParEGO budgets above this warn that the search will take long
+SLOW_QNPAREGO_BUDGET = 500
 
 
 def hypervolume_history(
@@ -49,7 +56,7 @@ def optimize_policies(
     model: EffectModel,
     data: LoggedData | None = None,
     method: str = "sobol",
-    budget: int = 2000,
+    budget: int | None = None,
     *,
     biases: bool = True,
     parameterization: str = "weights",
@@ -72,8 +79,12 @@ def optimize_policies(
         reaches a larger hypervolume than qNParEGO's 200 (see benchmarks/).
         "qnparego" (BoTorch ``qLogNParEGO``) is the paper's method and pays off
         when each evaluation is expensive.
-    budget : int
-        Number of policies evaluated.
+    budget : int, optional
+        Number of policies evaluated. Default per method (:data:`DEFAULT_BUDGETS`):
+        2,000 for "sobol" and "nsga2" (a policy costs milliseconds), 200 for
+        "qnparego" (each batch of 8 refits or conditions a GP and optimizes an
+        acquisition; about 15-25 s for 200 here). A qNParEGO budget above
+        :data:`SLOW_QNPAREGO_BUDGET` warns (:class:`~pexkit.exceptions.SlowSearchWarning`).
     biases : bool
         Search per-treatment biases too (default) or weights only.
     parameterization : {"weights", "shrinkage"}
@@ -94,11 +105,26 @@ def optimize_policies(
         objective), followed by the single-treatment baselines.
     """
     model._check_fitted()
-    if budget < 2:
-        raise InvalidParameterError(f"'budget' must be >= 2 evaluations; got {budget}.")
+    search = get_method(method)
+    if budget is None:
+        budget = DEFAULT_BUDGETS[method]
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 2:
+        raise InvalidParameterError(
+            f"'budget' must be an integer >= 2 (policies evaluated); got {budget!r}. "
+            f"Defaults: {DEFAULT_BUDGETS}."
+        )
+    budget = int(budget)
+    if method == "qnparego" and budget > SLOW_QNPAREGO_BUDGET:
+        warnings.warn(
+            f"qNParEGO with budget={budget}: its cost grows faster than linearly with the "
+            f"budget (a GP over every evaluated policy, {math.ceil(budget / 8)} acquisition "
+            f"rounds); expect minutes or more. Use budget<={SLOW_QNPAREGO_BUDGET}, or "
+            "method='sobol' (milliseconds per policy) for large budgets.",
+            SlowSearchWarning,
+            stacklevel=2,
+        )
     data = model.data_ if data is None else data
     spec = data.spec
-    search = get_method(method)
     started = time.perf_counter()
     scores = build_scores(data, model)
     tau = model.effects_for(data)  # out-of-fold on the rows the model was fitted on

@@ -19,6 +19,13 @@ __all__ = ["METHODS", "nsga2_search", "qnparego_search", "sobol_search"]
 
 FloatArray = NDArray[np.float64]
 
+#: qNParEGO's inner work per round (BoTorch): restarts and raw samples of the
+#: acquisition optimizer, its L-BFGS iterations, the QMC samples of the
+#: acquisition, and how often the GP's hyperparameters are refitted (between
+#: refits the new points condition the GP on the last hyperparameters)
+QNPAREGO = {"num_restarts": 2, "raw_samples": 64, "maxiter": 30, "mc_samples": 32,
+            "refit_every": 3}
+
 
 def _sobol(dim: int, n: int, seed: int) -> FloatArray:
     m = max(0, math.ceil(math.log2(max(n, 1))))
@@ -117,6 +124,8 @@ def qnparego_search(
     constraints: list[Callable[[Any], Any]] | None = [
         _slack_column(M + c) for c in range(n_constr)
     ] or None
+    hypers: dict[str, Any] | None = None
+    round_ = 0
     with progress_bar(rounds, "qNParEGO", progress) as bar:
         while evals.points.shape[0] < budget:
             X = torch.tensor(evals.points, dtype=dtype)
@@ -134,9 +143,16 @@ def qnparego_search(
                 torch.tensor(var, dtype=dtype),
                 outcome_transform=Standardize(m=Y.shape[1]),
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+            if hypers is not None and round_ % int(QNPAREGO["refit_every"]) != 0:
+                model.load_state_dict(hypers, strict=False)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+                hypers = {k: v for k, v in model.state_dict().items()
+                          if k.startswith(("covar_module.", "mean_module."))}
+            model.eval()
+            round_ += 1
             q = min(batch_size, budget - evals.points.shape[0])
             chosen: list[Any] = []
             # the batch is built from a few random Chebyshev scalarizations, each
@@ -150,7 +166,8 @@ def qnparego_search(
                     objective=objective_columns,
                     constraints=constraints,
                     sampler=SobolQMCNormalSampler(
-                        sample_shape=torch.Size([64]), seed=int(torch.randint(1 << 30, (1,)))
+                        sample_shape=torch.Size([int(QNPAREGO["mc_samples"])]),
+                        seed=int(torch.randint(1 << 30, (1,))),
                     ),
                     X_pending=torch.cat(chosen) if chosen else None,
                     prune_baseline=True,
@@ -158,8 +175,11 @@ def qnparego_search(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     cand, _ = optimize_acqf(
-                        acqf, bounds=bounds, q=size, num_restarts=3, raw_samples=128,
-                        options={"batch_limit": 3, "maxiter": 60},
+                        acqf, bounds=bounds, q=size,
+                        num_restarts=int(QNPAREGO["num_restarts"]),
+                        raw_samples=int(QNPAREGO["raw_samples"]),
+                        options={"batch_limit": int(QNPAREGO["num_restarts"]),
+                                 "maxiter": int(QNPAREGO["maxiter"])},
                     )
                 chosen.append(cand.detach())
             new = torch.cat(chosen).numpy()

@@ -16,7 +16,7 @@ import pandas as pd
 from pexkit.data.logged import LoggedData
 from pexkit.effects.model import EffectModel
 from pexkit.exceptions import PexkitError
-from pexkit.optimize.optimize import optimize_policies
+from pexkit.optimize.optimize import DEFAULT_BUDGETS, SLOW_QNPAREGO_BUDGET, optimize_policies
 from pexkit.policy.linear import LinearPolicy
 from pexkit.service import phases
 from pexkit.service.errors import ConflictError, InvalidRequestError
@@ -155,13 +155,16 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
     q = params.get("q", 4)
     if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 16:
         raise InvalidRequestError(f"params.q: expected 1-16 candidate policies; got {q!r}.")
-    budget = params.get("budget", 1000)
-    if isinstance(budget, bool) or not isinstance(budget, int) or not 10 <= budget <= 20000:
-        raise InvalidRequestError(f"params.budget: expected 10-20000; got {budget!r}.")
     method = params.get("method", "sobol")
     if method not in ("sobol", "nsga2", "qnparego"):
         raise InvalidRequestError(
             f"params.method: expected 'sobol', 'nsga2' or 'qnparego'; got {method!r}."
+        )
+    top = SLOW_QNPAREGO_BUDGET if method == "qnparego" else 20000
+    budget = params.get("budget", 1000 if method != "qnparego" else DEFAULT_BUDGETS[method])
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 10 <= budget <= top:
+        raise InvalidRequestError(
+            f"params.budget: expected 10-{top} for method {method!r}; got {budget!r}."
         )
     seed = params.get("random_state", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
