@@ -82,8 +82,8 @@ def optimize_policies(
     budget : int, optional
         Number of policies evaluated. Default per method (:data:`DEFAULT_BUDGETS`):
         2,000 for "sobol" and "nsga2" (a policy costs milliseconds), 200 for
-        "qnparego" (each batch of 8 refits or conditions a GP and optimizes an
-        acquisition; about 15-25 s for 200 here). A qNParEGO budget above
+        "qnparego" (each batch of 16 refits or conditions a GP and optimizes an
+        acquisition; about 18 s for 200 on 2 cores). A qNParEGO budget above
         :data:`SLOW_QNPAREGO_BUDGET` warns (:class:`~pexkit.exceptions.SlowSearchWarning`).
     biases : bool
         Search per-treatment biases too (default) or weights only.
@@ -117,7 +117,7 @@ def optimize_policies(
     if method == "qnparego" and budget > SLOW_QNPAREGO_BUDGET:
         warnings.warn(
             f"qNParEGO with budget={budget}: its cost grows faster than linearly with the "
-            f"budget (a GP over every evaluated policy, {math.ceil(budget / 8)} acquisition "
+            f"budget (a GP over every evaluated policy, {math.ceil(budget / 16)} acquisition "
             f"rounds); expect minutes or more. Use budget<={SLOW_QNPAREGO_BUDGET}, or "
             "method='sobol' (milliseconds per policy) for large budgets.",
             SlowSearchWarning,
