@@ -66,3 +66,13 @@ def test_other_rows_do_not_match(setup) -> None:
     rows = model.training_rows(px.LoggedData.from_frame(frame, sim.spec, min_rows_per_arm=1,
                                                         warn_srm=False))
     assert rows[3] == -1 and (np.delete(rows, 3) == np.delete(np.arange(10), 3)).all()
+
+
+def test_explanations_on_a_subset_use_its_training_folds(setup) -> None:
+    sim, model, _ = setup
+    half = sim.data.subset(np.arange(0, sim.data.n_units, 2))
+    policy = px.LinearPolicy(sim.spec, WEIGHTS)
+    tree = px.distill(policy, model, half, max_depth=2)
+    assert tree.evaluation == "cross-fitted" and tree.n_units == half.n_units
+    seg = px.segments(model, half, max_depth=2)
+    assert "cross-fitting fold" in seg.method

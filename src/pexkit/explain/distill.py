@@ -344,7 +344,8 @@ def distill(
             f"{list(policy.spec.outcome_names)}, the model for {list(spec.arms)} and "
             f"{list(spec.outcome_names)}; build the policy on the model's spec."
         )
-    data, tau, in_sample = _effects_for(model, data)
+    data, tau, folds = _effects_for(model, data)
+    in_sample = folds is not None
     utilities = policy.utilities(tau)
     black = np.argmax(utilities, axis=1)
     X = model._matrix(data)
@@ -374,10 +375,10 @@ def distill(
     # value terms: per-unit DR utility lift of every arm vs control
     scores = build_scores(data, model)
     gain = (scores.dr - scores.dr[:, :1, :]) @ policy.signed_weights()  # (n, K)
-    if in_sample:
+    if folds is not None:
         scored = np.empty(n, dtype=np.int64)
-        for f in np.unique(model.folds_):
-            rows = np.flatnonzero(model.folds_ == f)
+        for f in np.unique(folds):
+            rows = np.flatnonzero(folds == f)
             scored[rows] = grow(X[rows], utilities[rows]).choose(X[rows])
     else:
         scored = chosen

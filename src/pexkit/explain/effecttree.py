@@ -265,8 +265,15 @@ def _leaf_order(tree: Any) -> list[int]:
     return out
 
 
-def _effects_for(model: EffectModel, data: LoggedData | None) -> tuple[LoggedData, FloatArray, bool]:
-    """(data, effects, in_sample): out-of-fold effects on the model's data, else predictions."""
+def _effects_for(
+    model: EffectModel, data: LoggedData | None
+) -> tuple[LoggedData, FloatArray, NDArray[np.int64] | None]:
+    """(data, effects, folds): out-of-fold effects on training rows, else predictions.
+
+    ``folds`` is each row's cross-fitting fold when every row of ``data`` is a
+    training row (the training log itself, a reloaded copy or a subset of it),
+    else None.
+    """
     model._check_fitted()
     data = model.data_ if data is None else data
     if not isinstance(data, LoggedData):
@@ -280,9 +287,10 @@ def _effects_for(model: EffectModel, data: LoggedData | None) -> tuple[LoggedDat
             f"model arms {list(model.spec_.arms)} / outcomes {list(model.spec_.outcome_names)}, "
             f"data arms {list(data.spec.arms)} / outcomes {list(data.spec.outcome_names)}."
         )
-    in_sample = bool((model.training_rows(data) >= 0).all())
+    rows = model.training_rows(data)
+    folds = np.asarray(model.folds_)[rows] if (rows >= 0).all() else None
     tau = model.effects_for(data)  # out-of-fold on every training row
-    return data, tau, in_sample
+    return data, tau, folds
 
 
 def _check_tree_params(max_depth: Any, min_share: Any) -> None:
@@ -387,9 +395,9 @@ def distill_effects(
     (2000, 3, 3)
     """
     _check_tree_params(max_depth, min_share)
-    data, tau, in_sample = _effects_for(model, data)
+    data, tau, folds = _effects_for(model, data)
     X = model._matrix(data)
-    source = "out-of-fold effects" if in_sample else "predicted effects"
+    source = "out-of-fold effects" if folds is not None else "predicted effects"
     return fit_effect_tree(
         model, X, tau, int(max_depth), float(min_share), max_rows=max_rows,
         random_state=random_state, source=source,

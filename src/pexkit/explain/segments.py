@@ -211,12 +211,12 @@ def segments(
             f"'tree' must be an EffectTree (from distill_effects) or None; got "
             f"{type(tree).__name__}."
         )
-    data, tau, in_sample = _effects_for(model, data)
+    data, tau, folds = _effects_for(model, data)
+    in_sample = folds is not None
     spec = model.spec_
     X = model._matrix(data)
-    G = model.scores_ if in_sample else build_scores(data, model).dr
-    if in_sample and tree is None:
-        folds = np.asarray(model.folds_)
+    G = build_scores(data, model).dr  # out-of-fold on training rows
+    if folds is not None and tree is None:
         counts = np.bincount(folds)
         fold = int(np.argmax(counts))
         rows = np.flatnonzero(folds == fold)
