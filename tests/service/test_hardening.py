@@ -457,7 +457,7 @@ def test_keys_limited_to_an_experiment(live: Server) -> None:
         ("POST", f"{theirs}/log/batch", {"events": [event]}),
         ("GET", theirs, None), ("GET", f"{theirs}/policies", None),
         ("GET", f"{theirs}/jobs", None), ("GET", f"{theirs}/backtest", None),
-        ("GET", f"{theirs}/arms", None), ("GET", f"/v1/jobs/{job['id']}", None),
+        ("GET", f"{theirs}/arms", None),
         ("POST", "/v1/experiments", {"spec": {**SPEC, "name": "mine2"}}),
         ("POST", "/v1/keys", {"scopes": ["read"]}),
         ("POST", "/v1/keys", {"scopes": ["read"], "experiments": [NAME]}),
@@ -467,6 +467,12 @@ def test_keys_limited_to_an_experiment(live: Server) -> None:
     ]
     codes = [(m, p, call(live, m, p, b, key=key).status_code) for m, p, b in refused]
     assert [c for c in codes if c[2] != 403] == []
+    # another experiment's job answers exactly as a job that does not exist
+    theirs_job = call(live, "GET", f"/v1/jobs/{job['id']}", key=key)
+    missing = call(live, "GET", f"/v1/jobs/{2**31 - 1}", key=key)
+    assert theirs_job.status_code == missing.status_code == 404
+    assert theirs_job.json()["detail"].replace(str(job["id"]), "N") == \
+        missing.json()["detail"].replace(str(2**31 - 1), "N")
     assert [e["name"] for e in call(live, "GET", "/v1/experiments", key=key).json()] == [NAME]
     assert {e["name"] for e in call(live, "GET", "/v1/experiments").json()} == {NAME, other}
     assert call(live, "GET", theirs).json()["events"] == 0

@@ -362,8 +362,12 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
              responses=_responses(403, 404))
     def get_job(job_id: JobId, request: Request) -> dict[str, Any]:
         """A job's status (queued, running, succeeded, failed), result or error."""
+        info = key(request)
+        authorize(info, "read", any_experiment=True)
         job = svc().job(job_id)
-        authorize(key(request), "read", job["experiment"])
+        if info.experiments is not None and job["experiment"] not in info.experiments:
+            # the answer for a job that does not exist: ids of other experiments' jobs leak nothing
+            raise E.NotFoundError(f"job {job_id} not found.")
         return job
 
     @app.get("/v1/experiments/{name}/jobs", tags=["jobs"], response_model=list[JobOut],
