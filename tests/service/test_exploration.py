@@ -71,7 +71,7 @@ def test_launched_traffic_with_exploration_feeds_evaluation_and_retraining(tmp_p
         spec = px.simulate("notifications", n_units=10, seed=0).spec.to_dict()
         spec["name"] = NAME
         spec["outcomes"] = [{**o, "weight": WEIGHTS[o["name"]]} for o in spec["outcomes"]]
-        svc.create_experiment(spec, holdout=0.05)
+        svc.create_experiment(spec, holdout=0.05, salt="exploration-test-salt")  # reproducible
         world = World(svc, seed=21)
         world.run(3000)  # randomize
         first = training.run_train(svc, NAME, dict(FAST))
@@ -114,7 +114,10 @@ def test_launched_traffic_with_exploration_feeds_evaluation_and_retraining(tmp_p
         truth = mu[idx, actions, :][:, :3].mean(axis=0)  # its true value on the same units
         for m, o in enumerate(OUTCOMES):
             row = value.loc[o]
-            assert row["value_ci_low"] <= truth[m] <= row["value_ci_high"], (o, row, truth[m])
+            # within 3 of its standard errors (a 99.7% band: with three outcomes a false
+            # alarm has probability < 1%; a 95% band fails ~14% of assignment salts)
+            z = abs(row["value"] - truth[m]) / row["value_se"]
+            assert z < 3.0, (o, row, truth[m], z)
 
         # (2) retraining on launched + holdout is no worse in truth than on the holdout alone
         fresh = NotificationsScenario().features(20000, np.random.default_rng(5))
