@@ -549,35 +549,39 @@ class EffectModel:
             self.__dict__["_row_keys"] = ref
         return match_rows(ref, row_keys(data))
 
-    def effects_for(self, data: LoggedData) -> FloatArray:
-        """Effects per row of ``data``: out-of-fold on training rows, predicted on the rest."""
-        self._check_fitted()
-        if data is self.data_:
-            return np.asarray(self.effects_)
-        rows = self.training_rows(data)
-        inside = rows >= 0
-        if not inside.any():
-            return self.predict(data)
-        tau = np.empty((data.n_units, *np.shape(self.effects_)[1:]))
-        tau[inside] = np.asarray(self.effects_)[rows[inside]]
-        if not inside.all():
-            tau[~inside] = self.predict(data.subset(~inside))
-        return tau
+    def effects_for(
+        self, data: LoggedData, rows: NDArray[np.int64] | None = None
+    ) -> FloatArray:
+        """Effects per row of ``data``: out-of-fold on training rows, predicted on the rest.
 
-    def outcomes_for(self, data: LoggedData) -> FloatArray:
+        ``rows``: :meth:`training_rows` of ``data``, when the caller has them already.
+        """
+        return self._in_or_out(data, rows, self.effects_, self.predict)
+
+    def outcomes_for(
+        self, data: LoggedData, rows: NDArray[np.int64] | None = None
+    ) -> FloatArray:
         """Outcome predictions ``mu`` per row: out-of-fold on training rows, fold-averaged elsewhere."""
+        return self._in_or_out(data, rows, self.mu_oof_, self.predict_outcomes)
+
+    def _in_or_out(
+        self, data: LoggedData, rows: NDArray[np.int64] | None, oof: Any,
+        predict: Any,
+    ) -> FloatArray:
+        """``oof[row]`` for training rows of ``data``; ``predict`` on the others."""
         self._check_fitted()
         if data is self.data_:
-            return np.asarray(self.mu_oof_)
-        rows = self.training_rows(data)
+            return np.asarray(oof)
+        rows = self.training_rows(data) if rows is None else rows
         inside = rows >= 0
         if not inside.any():
-            return self.predict_outcomes(data)
-        mu = np.empty((data.n_units, *np.shape(self.mu_oof_)[1:]))
-        mu[inside] = np.asarray(self.mu_oof_)[rows[inside]]
+            out: FloatArray = predict(data)
+            return out
+        values = np.empty((data.n_units, *np.shape(oof)[1:]))
+        values[inside] = np.asarray(oof)[rows[inside]]
         if not inside.all():
-            mu[~inside] = self.predict_outcomes(data.subset(~inside))
-        return mu
+            values[~inside] = predict(data.subset(~inside))
+        return values
 
     # ------------------------------------------------------------------ ATE
     def ate(self, alpha: float = 0.05) -> pd.DataFrame:

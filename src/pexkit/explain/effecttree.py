@@ -289,7 +289,7 @@ def _effects_for(
         )
     rows = model.training_rows(data)
     folds = np.asarray(model.folds_)[rows] if (rows >= 0).all() else None
-    tau = model.effects_for(data)  # out-of-fold on every training row
+    tau = model.effects_for(data, rows)  # out-of-fold on every training row
     return data, tau, folds
 
 
