@@ -21,6 +21,7 @@ def test_compiled_matches_predict(sim: px.Simulation, learner: str) -> None:
     policy = px.LinearPolicy(model.spec_, weights={"engagement": 1, "unsubscribe": 5, "revenue": 1},
                              biases={"heavy": {"engagement": -0.1}})
     compiled = compile_policy(policy, model)
+    assert compiled.kernel == "quickscorer"  # the fast path is the one checked against predict
     test = px.simulate("notifications", n_units=1500, seed=6).frame
     test.loc[::7, "age"] = np.nan  # missing values follow LightGBM's rules
     test.loc[::11, "platform"] = "smart-tv"  # an unseen category

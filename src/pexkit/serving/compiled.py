@@ -17,6 +17,9 @@ and the entries of one tree (one per arm) share the walk down to its first arm
 split. Decisions then run in a numba kernel with no Python per tree,
 no model loading, and no LightGBM call: a single decision is a few
 microseconds plus the feature encoding; batches run in parallel over rows.
+The kernel is :mod:`~pexkit.serving.quickscorer` (the ensemble scored by
+feature, with no tree walk) wherever it applies, and the tree walk below
+otherwise (:attr:`CompiledPolicy.kernel` says which).
 
 The kernel follows LightGBM's own decision rules (``<=`` on numeric splits,
 missing values by ``missing_type``/``default_left``, category sets on
@@ -35,6 +38,7 @@ from numpy.typing import NDArray
 from pexkit.effects.model import EffectModel
 from pexkit.exceptions import InvalidParameterError, NotFittedError
 from pexkit.policy.linear import LinearPolicy
+from pexkit.serving.quickscorer import QuickScorer
 
 __all__ = ["CompiledPolicy", "compile_policy"]
 
@@ -314,6 +318,12 @@ class CompiledPolicy:
 
     def __post_init__(self) -> None:
         self._groups = _groups(self._arrays["roots"])
+        self._scorer = QuickScorer.build(self._arrays, self._n_features, self._base.shape[0])
+
+    @property
+    def kernel(self) -> str:
+        """``"quickscorer"`` (the fast path) or ``"walk"`` (trees the scorer cannot take)."""
+        return "walk" if self._scorer is None else "quickscorer"
 
     def _args(self, X: FloatArray) -> tuple[Any, ...]:
         a = self._arrays
@@ -367,6 +377,12 @@ class CompiledPolicy:
                 f"'X' must be an encoded matrix with {self._n_features} columns; "
                 f"got shape {X.shape}. Encode frames with .matrix(frame)."
             )
+        if self._scorer is not None:
+            return self._scorer.raw(X, self._base)
+        return self._walk_raw(X)
+
+    def _walk_raw(self, X: FloatArray) -> FloatArray:
+        """The kernel's sums by walking every tree (the reference the scorer must match)."""
         fn = _utilities if X.shape[0] >= 256 else _utilities_serial
         raw: FloatArray = fn(*self._args(X))
         return raw
