@@ -18,16 +18,18 @@ entry with its own constant mask).
 
 Exactness: the same decision rules as :mod:`pexkit.serving.compiled`'s walk
 (``v <= threshold`` goes left; missing values by ``missing_type`` and
-``default_left``; category sets), so every entry lands in the same leaf; only
-the order of the additions per arm differs (by arm instead of by tree), which
-can move a utility by rounding. :meth:`QuickScorer.build` returns ``None``
-when the ensemble has a tree with more than 64 leaves or a split with
-``missing_type`` ``Zero`` (LightGBM's ``zero_as_missing``); the walk then
-serves it.
+``default_left``; category sets), so every entry lands in the same leaf, and
+each arm's sum adds the same terms in the same order (base, then the entries
+in build order): the utilities equal the walk's and the portable evaluator's
+bit for bit. :meth:`QuickScorer.build` returns ``None`` when the ensemble has
+a tree with more than 32 leaves (the masks are 32-bit, packed with the tree
+index into one word per node) or a split with ``missing_type`` ``Zero``
+(LightGBM's ``zero_as_missing``); the walk then serves it.
 
 Measured on the notifications scenario's serving refit (717 tree evaluations
-per decision): 213k decisions/s on one core against 132k/s for the walk;
-the cross-fitted exact policy (2,049): 77k/s against 44k/s.
+per decision): 238k decisions/s on one core against 132k/s for the walk;
+the cross-fitted exact policy (2,049): 88k/s against 44k/s
+(``benchmarks/service_bench.py``).
 """
 
 from __future__ import annotations
@@ -297,26 +299,11 @@ def _rows(  # noqa: PLR0913
             for p in range(c_off[o + slot], c_off[o + slot + 1]):
                 _and(V, c_node[p])
         for k in range(e_start.shape[0] - 1):
-            # four running sums: one chain of dependent additions would wait on each
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            e = e_start[k]
-            end = e_start[k + 1]
-            while e + 4 <= end:
-                s0 += e_scale[e] * leaf_value[e_leaf[e] + trailing_zeros(V[e_tree[e]] & e_arm[e])]
-                s1 += e_scale[e + 1] * leaf_value[
-                    e_leaf[e + 1] + trailing_zeros(V[e_tree[e + 1]] & e_arm[e + 1])]
-                s2 += e_scale[e + 2] * leaf_value[
-                    e_leaf[e + 2] + trailing_zeros(V[e_tree[e + 2]] & e_arm[e + 2])]
-                s3 += e_scale[e + 3] * leaf_value[
-                    e_leaf[e + 3] + trailing_zeros(V[e_tree[e + 3]] & e_arm[e + 3])]
-                e += 4
-            while e < end:
-                s0 += e_scale[e] * leaf_value[e_leaf[e] + trailing_zeros(V[e_tree[e]] & e_arm[e])]
-                e += 1
-            out[i, k] = base[k] + ((s0 + s1) + (s2 + s3))
+            # base first, then the entries in the walk's order: bit-for-bit the walk's sums
+            s = base[k]
+            for e in range(e_start[k], e_start[k + 1]):
+                s += e_scale[e] * leaf_value[e_leaf[e] + trailing_zeros(V[e_tree[e]] & e_arm[e])]
+            out[i, k] = s
 
 
 @numba.njit(cache=True, nogil=True)
