@@ -27,8 +27,8 @@ index into one word per node) or a split with ``missing_type`` ``Zero``
 (LightGBM's ``zero_as_missing``); the walk then serves it.
 
 Measured on the notifications scenario's serving refit (717 tree evaluations
-per decision): 238k decisions/s on one core against 132k/s for the walk;
-the cross-fitted exact policy (2,049): 88k/s against 44k/s
+per decision): 238-256k decisions/s on one core against 133k/s for the walk;
+the cross-fitted exact policy (2,049): 88-97k/s against 44k/s
 (``benchmarks/service_bench.py``).
 """
 
