@@ -6,6 +6,9 @@ and the X-, DR- and S-learners add only their own second stage.
 ``learner="auto"`` picks, per (treatment, outcome), the learner whose
 out-of-fold effects have the smallest DR-pseudo-outcome loss
 ``mean_i (psi_i - tau_hat(x_i))^2`` (Kennedy 2020; Nie and Wager 2021).
+The learners themselves live in :mod:`pexkit.effects.learners`, behind one
+protocol (fit out of fold; each effect as a list of tree terms) that
+``predict``, the compiled serving path and the refit read.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from scipy import stats
 
 from pexkit._progress import progress_bar
 from pexkit.data import FeatureEncoder, LoggedData
-from pexkit.effects.boosting import fit_many, make_base_learner, predict_many
-from pexkit.effects.nuisance import (
-    doubly_robust_scores,
-    fit_outcome_models,
-    fit_pair_models,
-    make_folds,
+from pexkit.effects.boosting import make_base_learner, predict_many
+from pexkit.effects.learners import (
+    LEARNER_CLASSES,
+    FitContext,
+    Fitted,
+    MetaLearner,
+    Term,
+    predict_terms,
 )
+from pexkit.effects.nuisance import doubly_robust_scores, fit_outcome_models, make_folds
 from pexkit.exceptions import InvalidDataError, InvalidParameterError, NotFittedError
 from pexkit.spec import ExperimentSpec
 
@@ -218,29 +224,16 @@ class EffectModel:
         self._base = base
 
         oof: dict[str, FloatArray] = {}
-        stage_total = sum(
-            {"t": 0, "dr": self.n_folds * (n_treat - 1) * n_out,
-             "x": 2 * self.n_folds * (n_treat - 1) * n_out,
-             "s": self.n_folds * n_out}[name]
-            for name in learners
+        classes = [LEARNER_CLASSES[name] for name in learners]
+        stage_total = sum(cls.stage_models(self.n_folds, n_treat, n_out) for cls in classes)
+        ctx = FitContext(
+            base=base, X=X, data=data, folds=folds, n_folds=self.n_folds, seed=seed, mu=mu,
+            outcome_models=outcome_fit.models,
+            make_base=lambda: make_base_learner(self.base, self.base_params, self.n_jobs),
         )
         with progress_bar(max(stage_total, 1), "effect models", self.progress) as bar:
-            for name in learners:
-                if name == "t":
-                    oof["t"] = mu - mu[:, :1, :]
-                    self.learners_fitted_["t"] = None
-                elif name == "dr":
-                    oof["dr"], self.learners_fitted_["dr"] = self._fit_dr(
-                        base, X, data, folds, seed, bar
-                    )
-                elif name == "x":
-                    oof["x"], self.learners_fitted_["x"] = self._fit_x(
-                        base, X, data, mu, folds, seed, bar
-                    )
-                else:
-                    oof["s"], self.learners_fitted_["s"] = self._fit_s(
-                        X, data, folds, seed, bar
-                    )
+            for cls in classes:
+                oof[cls.name], self.learners_fitted_[cls.name] = cls.fit(ctx, bar)
 
         # Selection by DR-pseudo-outcome loss on out-of-fold effects. Loss
         # differences between learners are often within noise; the cell's best
@@ -283,146 +276,20 @@ class EffectModel:
         self.selection_ = pd.DataFrame(rows)
         return self
 
-    def _fit_dr(
-        self, base: Any, X: FloatArray, data: LoggedData, folds: IntArray,
-        seed: int, bar: Any,
-    ) -> tuple[FloatArray, list[list[list[Any]]]]:
-        # Honest chain: the second stage held out on fold f regresses DR targets
-        # on the other folds that come from outcome models which never saw fold f
-        # (nor, with n_folds >= 3, the target's own fold).
-        T, Y, e = data.treatment, data.outcomes, data.propensity
-        n_treat, n_out = data.n_treatments, data.n_outcomes
-        pairs = (
-            fit_pair_models(base, T, Y, folds, n_treat, seed, bar)
-            if self.n_folds >= 3
-            else None
-        )
-        trains = [np.flatnonzero(folds != f) for f in range(self.n_folds)]
-        # targets for every chain: predictions of the excluding outcome models
-        keys: list[tuple[int, int, int, int]] = []
-        for f in range(self.n_folds):
-            for g in range(self.n_folds):
-                if g != f:
-                    keys.extend((f, g, k, m) for k in range(n_treat) for m in range(n_out))
-        rows_of = {g: np.flatnonzero(folds == g) for g in range(self.n_folds)}
-        X_of = {g: X[rows] for g, rows in rows_of.items()}
+    def fitted_learner(self, name: str) -> MetaLearner:
+        """The fitted meta-learner ``name`` (one of ``learners_fitted_``)."""
+        self._check_fitted()
+        if name not in self.learners_fitted_:
+            raise InvalidParameterError(
+                f"learner {name!r} was not fitted; fitted: {sorted(self.learners_fitted_)}."
+            )
+        env = Fitted(base=self._base, outcome_models=self.outcome_models_,
+                     shares=np.asarray(self.arm_shares_))
+        return LEARNER_CLASSES[name](self.learners_fitted_[name], env)
 
-        def source(f: int, g: int) -> list[list[Any]]:
-            if pairs is not None:
-                return pairs[(min(f, g), max(f, g))]
-            return self.outcome_models_[f]
-
-        preds = predict_many(
-            base, [(source(f, g)[k][m], X_of[g]) for f, g, k, m in keys]
-        )
-        mu_train = [np.zeros((trains[f].shape[0], n_treat, n_out)) for f in range(self.n_folds)]
-        for (f, g, k, m), pred in zip(keys, preds, strict=True):
-            pos = np.flatnonzero(folds[trains[f]] == g)
-            mu_train[f][pos, k, m] = pred
-        tasks = []
-        stage_keys = []
-        for f in range(self.n_folds):
-            train = trains[f]
-            scores = doubly_robust_scores(mu_train[f], T[train], e[train], Y[train])
-            pseudo = scores - scores[:, :1, :]
-            for k in range(1, n_treat):
-                for m in range(n_out):
-                    tasks.append((train, pseudo[:, k, m].copy(), seed + 101 * f + 13 * k + m))
-                    stage_keys.append((f, k, m))
-        del mu_train
-        fitted = fit_many(base, tasks, bar.advance)
-        oof = np.zeros((data.n_units, n_treat, n_out))
-        models: list[list[list[Any]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
-        held_preds = predict_many(
-            base, [(model, X_of[f]) for (f, _, _), model in zip(stage_keys, fitted, strict=True)]
-        )
-        for (f, k, m), model, pred in zip(stage_keys, fitted, held_preds, strict=True):
-            oof[rows_of[f], k, m] = pred
-            models[k][m].append(model)
-        return oof, models
-
-    def _fit_x(
-        self, base: Any, X: FloatArray, data: LoggedData, mu: FloatArray,
-        folds: IntArray, seed: int, bar: Any,
-    ) -> tuple[FloatArray, list[list[list[tuple[Any, Any]]]]]:
-        n, n_treat, n_out = mu.shape
-        T, Y = data.treatment, data.outcomes
-        # Imputed effects use fold f's own outcome models (trained without fold f,
-        # each on the other arm's rows only), so nothing in this chain has seen
-        # fold f: its out-of-fold effects are honest for policy evaluation.
-        arm_rows = {
-            (f, k): np.flatnonzero((folds != f) & (k == T))
-            for f in range(self.n_folds)
-            for k in range(n_treat)
-        }
-        keys = [
-            (f, k, m)
-            for f in range(self.n_folds)
-            for k in range(1, n_treat)
-            for m in range(n_out)
-        ]
-        chain = self.outcome_models_
-        mu0_at_k = predict_many(base, [(chain[f][0][m], X[arm_rows[(f, k)]]) for f, k, m in keys])
-        muk_at_0 = predict_many(base, [(chain[f][k][m], X[arm_rows[(f, 0)]]) for f, k, m in keys])
-        tasks = []
-        for (f, k, m), mu0, muk in zip(keys, mu0_at_k, muk_at_0, strict=True):
-            s = seed + 211 * f + 17 * k + m
-            rows1, rows0 = arm_rows[(f, k)], arm_rows[(f, 0)]
-            tasks.append((rows1, Y[rows1, m] - mu0, s))
-            tasks.append((rows0, muk - Y[rows0, m], s + 1))
-        fitted = fit_many(base, tasks, bar.advance)
-        held = {f: np.flatnonzero(folds == f) for f in range(self.n_folds)}
-        preds = predict_many(
-            base,
-            [(model, X[held[keys[i // 2][0]]]) for i, model in enumerate(fitted)],
-        )
-        oof = np.zeros_like(mu)
-        models: list[list[list[tuple[Any, Any]]]] = [
-            [[] for _ in range(n_out)] for _ in range(n_treat)
-        ]
-        for i, (f, k, m) in enumerate(keys):
-            tau1, tau0 = fitted[2 * i], fitted[2 * i + 1]
-            pred1, pred0 = preds[2 * i], preds[2 * i + 1]
-            g = self._x_weight(k)
-            oof[held[f], k, m] = g * pred0 + (1 - g) * pred1
-            models[k][m].append((tau0, tau1))
-        return oof, models
-
-    def _x_weight(self, k: int) -> float:
-        # Kunzel et al.: tau = g tau_0 + (1 - g) tau_1 with g = P(T = k | T in {0, k}).
-        shares = self.arm_shares_
-        return float(shares[k] / (shares[k] + shares[0]))
-
-    def _fit_s(
-        self, X: FloatArray, data: LoggedData, folds: IntArray, seed: int, bar: Any
-    ) -> tuple[FloatArray, tuple[Any, list[list[Any]]]]:
-        n_treat, n_out = data.n_treatments, data.n_outcomes
-        s_base = make_base_learner(self.base, self.base_params, self.n_jobs)
-        X_aug = np.column_stack([X, data.treatment.astype(np.float64)])
-        cats = [*data.encoder.categorical_indices, X.shape[1]]
-        s_base.bind(X_aug, cats)
-        keys = [(f, m) for f in range(self.n_folds) for m in range(n_out)]
-        tasks = []
-        for f, m in keys:
-            train = np.flatnonzero(folds != f)
-            tasks.append((train, data.outcomes[train, m], seed + 307 * f + m))
-        fitted = fit_many(s_base, tasks, bar.advance)
-        held = {f: np.flatnonzero(folds == f) for f in range(self.n_folds)}
-        X_arm = {
-            (f, k): _with_arm(X[held[f]], k) for f in range(self.n_folds) for k in range(n_treat)
-        }
-        pred_keys = [(i, k) for i in range(len(keys)) for k in range(n_treat)]
-        preds = predict_many(
-            s_base, [(fitted[i], X_arm[(keys[i][0], k)]) for i, k in pred_keys]
-        )
-        by_key = dict(zip(pred_keys, preds, strict=True))
-        oof = np.zeros((data.n_units, n_treat, n_out))
-        models: list[list[Any]] = [[] for _ in range(n_out)]
-        for i, (f, m) in enumerate(keys):
-            for k in range(1, n_treat):
-                oof[held[f], k, m] = by_key[(i, k)] - by_key[(i, 0)]
-            models[m].append(fitted[i])
-        return oof, (s_base, models)
+    def terms(self, k: int, m: int) -> list[Term]:
+        """``tau_{k,m}(x)`` of the chosen learner as a sum of base-learner terms."""
+        return self.fitted_learner(str(self.chosen_[k, m])).terms(k, m)
 
     def _probe(
         self, data: LoggedData, learners: tuple[str, ...], seed: int
@@ -496,39 +363,8 @@ class EffectModel:
         n_treat, n_out = self.spec_.n_treatments, self.spec_.n_outcomes
         tau = np.zeros((Xm.shape[0], n_treat, n_out))
         cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
-        chosen = {cell: self.chosen_[cell] for cell in cells}
-        if "t" in chosen.values():
-            mu = self._mu(Xm)
-            for cell in cells:
-                if chosen[cell] == "t":
-                    tau[:, cell[0], cell[1]] = mu[:, cell[0], cell[1]] - mu[:, 0, cell[1]]
-        # one parallel batch for the DR and X second stages
-        tasks: list[tuple[Any, FloatArray]] = []
-        owners: list[tuple[int, int, float]] = []
-        for k, m in cells:
-            if chosen[(k, m)] == "dr":
-                for md in self.learners_fitted_["dr"][k][m]:
-                    tasks.append((md, Xm))
-                    owners.append((k, m, 1.0))
-            elif chosen[(k, m)] == "x":
-                g = self._x_weight(k)
-                for t0, t1 in self.learners_fitted_["x"][k][m]:
-                    tasks.extend([(t0, Xm), (t1, Xm)])
-                    owners.extend([(k, m, g), (k, m, 1 - g)])
-        for (k, m, weight), pred in zip(owners, predict_many(self._base, tasks), strict=True):
-            tau[:, k, m] += weight * pred / self.n_folds
-        s_cells = [cell for cell in cells if chosen[cell] == "s"]
-        if s_cells:
-            s_base, models = self.learners_fitted_["s"]
-            outs = sorted({m for _, m in s_cells})
-            X_arm = [_with_arm(Xm, j) for j in range(n_treat)]
-            keys = [(m, j, f) for m in outs for j in range(n_treat) for f in range(self.n_folds)]
-            preds = predict_many(s_base, [(models[m][f], X_arm[j]) for m, j, f in keys])
-            mean = np.zeros((n_treat, len(outs), Xm.shape[0]))
-            for (m, j, _), pred in zip(keys, preds, strict=True):
-                mean[j, outs.index(m)] += pred / self.n_folds
-            for k, m in s_cells:
-                tau[:, k, m] = mean[k, outs.index(m)] - mean[0, outs.index(m)]
+        for (k, m), values in predict_terms({c: self.terms(*c) for c in cells}, Xm).items():
+            tau[:, k, m] = values
         return tau
 
     # -------------------------------------------------------- in-sample rows
@@ -632,6 +468,3 @@ class EffectModel:
             f"n_folds={self.n_folds}, random_state={self.random_state})"
         )
 
-
-def _with_arm(X: FloatArray, arm: int) -> FloatArray:
-    return np.column_stack([X, np.full(X.shape[0], float(arm))])

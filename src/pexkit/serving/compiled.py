@@ -4,7 +4,8 @@ A launched policy answers one question per request: ``argmax_k U_k(x)`` with
 ``U_k(x) = sum_m w_m s_m (tau_{k,m}(x) + b_{k,m})``. Every meta-learner's
 ``tau_{k,m}`` is a weighted sum of gradient-boosted trees (T: fold-averaged
 outcome models; X: the two imputed-effect models per fold; DR: the
-pseudo-outcome models; S: one model evaluated at two arm values), so the whole
+pseudo-outcome models; S: one model evaluated at two arm values; each learner
+lists them in :meth:`~pexkit.effects.EffectModel.terms`), so the whole
 utility is one additive tree ensemble per treatment. :func:`compile_policy`
 parses each LightGBM booster once (``dump_model``), folds the policy's weights
 and signs into per-tree scales, and keeps only the cells whose outcome has a
@@ -413,65 +414,45 @@ def _terms(
 ) -> tuple[list[tuple[Any, list[_Target], bool]], bool]:
     """``(booster, targets, arm_trees_only)`` per booster, and whether any term was shifted.
 
-    ``U_k = base_k + sum_m sw_m tau_{k,m}`` with every ``tau_{k,m}`` a signed,
-    weighted sum of boosters (T: fold-averaged outcome models; DR: pseudo-outcome
-    models; X: the two imputed-effect models per fold; S: one model evaluated at
-    arm k and at arm 0). A control term (``-c f(x, 0)``) that every treated arm
-    subtracts is instead added once to arm 0's column (``shifted``): the argmax
-    is unchanged and the utilities are recovered by one subtraction. An
-    S-learner tree that never splits on the arm gives ``f(x, k) - f(x, 0) = 0``
-    and is left out.
+    ``U_k = base_k + sum_m sw_m tau_{k,m}`` and every ``tau_{k,m}`` is a sum of
+    terms ``coef * booster(x[, arm])`` (:meth:`EffectModel.terms`; the
+    learner's own account of itself). A (booster, arm) term that every treated
+    arm carries with the same coefficient (``-c f(x, 0)`` of the S- and
+    T-learners' control models) is instead added once to arm 0's column with
+    the opposite sign (``shifted``): the argmax is unchanged and the utilities
+    are recovered by one subtraction. A booster evaluated at arm values whose
+    coefficients cancel in every treated arm (``f(x, k) - f(x, 0)``) gets the
+    flag ``arm_trees_only``: its trees that never split on the arm add nothing
+    and are left out.
     """
-    n_folds = model.n_folds
     n_treat = model.spec_.n_treatments
-    nan = float("nan")
-    plus: list[tuple[Any, list[_Target], bool]] = []
-    # control terms keyed by booster: (booster, arm value, coef, arm_trees_only, arms k)
-    control: dict[tuple[int, float, float], tuple[Any, bool, list[int]]] = {}
-
-    def subtract(booster: Any, k: int, coef: float, arm: float, arm_only: bool) -> None:
-        key = (id(booster), arm, coef)
-        control.setdefault(key, (booster, arm_only, []))[2].append(k)
-
+    treated = list(range(1, n_treat))
+    # (booster id, arm) -> booster, arm and the coefficient per treated column
+    coefs: dict[tuple[int, int | None], tuple[Any, int | None, dict[int, float]]] = {}
     for k, m in cells:
-        learner = model.chosen_[(k, m)]
-        w = float(sw[m])
-        if learner == "t":
-            n_fit = len(model.outcome_models_)
-            for fold in model.outcome_models_:
-                plus.append((fold[k][m], [(k, w / n_fit, nan)], False))
-                subtract(fold[0][m], k, w / n_fit, nan, False)
-        elif learner == "dr":
-            for md in model.learners_fitted_["dr"][k][m]:
-                plus.append((md, [(k, w / n_folds, nan)], False))
-        elif learner == "x":
-            g = model._x_weight(k)
-            for t0, t1 in model.learners_fitted_["x"][k][m]:
-                plus.append((t0, [(k, w * g / n_folds, nan)], False))
-                plus.append((t1, [(k, w * (1 - g) / n_folds, nan)], False))
-        elif learner == "s":
-            _, models = model.learners_fitted_["s"]
-            for f in range(n_folds):
-                plus.append((models[m][f], [(k, w / n_folds, float(k))], True))
-                subtract(models[m][f], k, w / n_folds, 0.0, True)
-        else:  # pragma: no cover - guarded by EffectModel
-            raise InvalidParameterError(f"cannot compile learner {learner!r}")
-    # merge the terms of one booster (an S model at every arm; a T control model)
-    merged: dict[int, tuple[Any, list[_Target], bool]] = {}
-    for booster, adds, arm_only in plus:
-        entry = merged.setdefault(id(booster), (booster, [], arm_only))
-        entry[1].extend(adds)
+        for term in model.terms(k, m):
+            acc = coefs.setdefault((id(term.model), term.arm), (term.model, term.arm, {}))
+            acc[2][k] = acc[2].get(k, 0.0) + float(sw[m]) * term.coef
     shifted = False
-    every = list(range(1, n_treat))
-    for (bid, arm, coef), (booster, arm_only, arms) in control.items():
-        if sorted(arms) == every:
-            targets: list[_Target] = [(0, coef, arm)]
+    targets: dict[int, tuple[Any, list[_Target], dict[int, float]]] = {}
+    for booster, arm, per_k in coefs.values():
+        value = float("nan") if arm is None else float(arm)
+        entry = targets.setdefault(id(booster), (booster, [], dict.fromkeys(treated, 0.0)))
+        common = set(per_k.values())
+        if n_treat > 2 and sorted(per_k) == treated and len(common) == 1:
+            c = common.pop()
+            entry[1].insert(0, (0, -c, value))  # arm 0 first: the order the arm values walk
             shifted = True
         else:
-            targets = [(k, -coef, arm) for k in arms]
-        entry = merged.setdefault(bid, (booster, [], arm_only))
-        entry[1][:0] = targets  # arm 0 first: the order the S-learner's arm values walk
-    return list(merged.values()), shifted
+            entry[1].extend((k, c, value) for k, c in per_k.items())
+        if arm is not None:
+            for k, c in per_k.items():
+                entry[2][k] += c
+    out: list[tuple[Any, list[_Target], bool]] = []
+    for booster, tgts, net in targets.values():
+        evaluated_at_arms = any(not np.isnan(v) for _, _, v in tgts)
+        out.append((booster, tgts, evaluated_at_arms and all(v == 0.0 for v in net.values())))
+    return out, shifted
 
 
 def compile_policy(policy: LinearPolicy, model: EffectModel) -> CompiledPolicy:
