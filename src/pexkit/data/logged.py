@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,11 @@ from scipy import stats
 
 from pexkit.exceptions import InvalidDataError, SampleRatioMismatchWarning
 from pexkit.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from pexkit.execution.dask import DistributedLog
 
 __all__ = ["FeatureEncoder", "LoggedData", "SampleRatioTest"]
 
@@ -250,7 +255,7 @@ class LoggedData:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
-            return cls.from_parquet(path, spec, **kwargs)
+            return cls.from_parquet(path, spec, cluster=None, **kwargs)
         if suffix in (".csv", ".txt", ".gz"):
             return cls.from_csv(path, spec, **kwargs)
         raise InvalidDataError(
@@ -272,11 +277,41 @@ class LoggedData:
             ) from None
         return cls.from_frame(frame, spec, **kwargs)
 
+    @overload
     @classmethod
     def from_parquet(
-        cls, path: str | Path, spec: ExperimentSpec, **kwargs: Any
-    ) -> LoggedData:
-        """Read a Parquet log."""
+        cls, path: str | Path, spec: ExperimentSpec, *, cluster: None = None, **kwargs: Any
+    ) -> LoggedData: ...
+
+    @overload
+    @classmethod
+    def from_parquet(
+        cls, path: str | Path, spec: ExperimentSpec, *, cluster: Client, **kwargs: Any
+    ) -> DistributedLog: ...
+
+    @classmethod
+    def from_parquet(
+        cls, path: str | Path, spec: ExperimentSpec, *, cluster: Client | None = None,
+        **kwargs: Any,
+    ) -> LoggedData | DistributedLog:
+        """Read a Parquet log; with ``cluster``, a file or directory of parts kept on its workers.
+
+        Parameters
+        ----------
+        path : str or Path
+            A Parquet file; with ``cluster`` also a directory of parts, local or
+            any fsspec URL (``s3://...``) the workers can read.
+        spec : ExperimentSpec
+        cluster : dask.distributed.Client, optional
+            Read, validate and keep the parts on this cluster's workers
+            (:class:`~pexkit.execution.dask.DistributedLog`); the client never
+            gathers the rows. ``EffectModel(learner="t").fit``, ``.ate()`` and
+            ``evaluate_policy(LinearPolicy, ...)`` then run on the cluster.
+        """
+        if cluster is not None:
+            from pexkit.execution.dask import read_parquet
+
+            return read_parquet(str(path), spec, cluster)
         path = Path(path)
         _check_file(path)
         return cls.from_frame(pd.read_parquet(path), spec, **kwargs)

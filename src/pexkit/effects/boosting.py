@@ -142,6 +142,14 @@ class LightGBMLearner:
         params = {**self.params, "seed": seed}
         return lgb.train(params, sub, num_boost_round=self.n_rounds)
 
+    def fit_matrix(self, X: FloatArray, y: FloatArray, seed: int) -> Any:
+        """Train on rows that are not in the bound matrix, binned with its bins."""
+        import lightgbm as lgb
+
+        data = lgb.Dataset(X, label=np.asarray(y, dtype=np.float64), reference=self._dataset,
+                           params=self._dataset.params, free_raw_data=False)
+        return lgb.train({**self.params, "seed": seed}, data, num_boost_round=self.n_rounds)
+
     def predict(self, model: Any, X: FloatArray) -> FloatArray:
         """Predict rows of ``X``."""
         return np.asarray(model.predict(X), dtype=np.float64)

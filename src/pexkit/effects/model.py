@@ -33,6 +33,7 @@ from pexkit.effects.learners import (
 )
 from pexkit.effects.nuisance import doubly_robust_scores, fit_outcome_models, make_folds
 from pexkit.exceptions import InvalidDataError, InvalidParameterError, NotFittedError
+from pexkit.execution import is_distributed
 from pexkit.spec import ExperimentSpec
 
 __all__ = ["LEARNERS", "EffectModel"]
@@ -123,6 +124,8 @@ class EffectModel:
     )
     #: the candidates' comparison on the subsample (see ``selection_rows``), or None
     selection_probe_: pd.DataFrame | None = None
+    #: on a cluster (a ``DistributedLog``): where the per-unit arrays live, or None
+    distributed_: Any = None
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (sklearn's contract, so ``sklearn.base.clone`` works)."""
@@ -178,6 +181,8 @@ class EffectModel:
         self : EffectModel
         """
         learners = self._check_params()
+        if is_distributed(data):
+            return self._fit_on_cluster(data, learners)
         if not isinstance(data, LoggedData):
             raise InvalidDataError(
                 f"EffectModel.fit expects a LoggedData; got {type(data).__name__}. "
@@ -196,6 +201,7 @@ class EffectModel:
         seed = int(self.random_state)
         n_treat, n_out = spec.n_treatments, spec.n_outcomes
         self.selection_probe_ = None
+        self.distributed_ = None
         if len(learners) > 1 and self.selection_rows is not None and (
             data.n_units > self.selection_rows
         ):
@@ -276,6 +282,25 @@ class EffectModel:
         self.selection_ = pd.DataFrame(rows)
         return self
 
+    def _fit_on_cluster(self, data: Any, learners: tuple[str, ...]) -> EffectModel:
+        from pexkit.execution.dask import fit_t
+
+        if learners != ("t",):
+            raise InvalidParameterError(
+                f"on a cluster, EffectModel fits learner='t' so far; got learner="
+                f"{self.learner!r}. Use EffectModel(learner='t') for a DistributedLog, or "
+                "fit the other learners on a LoggedData in one process."
+            )
+        need = 2 * self.n_folds
+        few = {a: c for a, c in data.arm_counts.items() if c < need}
+        if few:
+            raise InvalidDataError(
+                f"column {data.spec.treatment!r}: expected at least {need} rows per arm to "
+                f"cross-fit with n_folds={self.n_folds}; found {few}. Collect more data or "
+                "lower n_folds."
+            )
+        return fit_t(self, data)
+
     def fitted_learner(self, name: str) -> MetaLearner:
         """The fitted meta-learner ``name`` (one of ``learners_fitted_``)."""
         self._check_fitted()
@@ -316,6 +341,12 @@ class EffectModel:
             )
 
     def _matrix(self, X: Any) -> FloatArray:
+        if is_distributed(X):
+            raise InvalidParameterError(
+                "predictions for a DistributedLog stay on the cluster: use model.ate() and "
+                "px.evaluate_policy(policy, data, model) there, or predict a pandas frame of "
+                "the rows you need."
+            )
         frame = X.X if isinstance(X, LoggedData) else X
         return self.encoder_.matrix(self.encoder_.transform(frame))
 
@@ -442,6 +473,10 @@ class EffectModel:
         self._check_fitted()
         if not 0 < alpha < 1:
             raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
+        if self.distributed_ is not None:
+            from pexkit.execution.dask import ate
+
+            return ate(self, alpha)
         z = float(stats.norm.ppf(1 - alpha / 2))
         pseudo = self.scores_ - self.scores_[:, :1, :]
         n = pseudo.shape[0]

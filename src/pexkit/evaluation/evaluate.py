@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ from pexkit.evaluation.estimators import get_estimator
 from pexkit.evaluation.kernels import batch_sums, policy_sums
 from pexkit.evaluation.scores import PolicyScores, build_scores
 from pexkit.exceptions import InvalidParameterError
+from pexkit.execution import is_distributed
 from pexkit.policy import LinearPolicy
 from pexkit.policy.linear import _batch_params, _check_tau
 
@@ -260,6 +261,15 @@ def evaluate_policy(
     est = get_estimator(estimator)
     if not 0 < alpha < 1:
         raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
+    if is_distributed(data):
+        if est.name != "dr" or n_bootstrap or scores is not None or model is None:
+            raise InvalidParameterError(
+                "on a cluster, evaluate_policy gives the DR estimate with normal CIs from "
+                "the fitted model: pass model=..., estimator='dr', no scores, n_bootstrap=0."
+            )
+        from pexkit.execution.dask import evaluate_policy as on_cluster
+
+        return on_cluster(policy, cast(Any, data), model, alpha)
     sc = _resolve_scores(data, model, scores)
     n, n_treat = sc.n_units, sc.spec.n_treatments
     if isinstance(policy, LinearPolicy):

@@ -1,0 +1,444 @@
+"""The analysis on a Dask cluster: the log stays on the workers as blocks.
+
+:func:`read_parquet` turns a Parquet file or a directory of parts (local or any
+fsspec URL) into a :class:`DistributedLog`: each part is read and validated on
+a worker by :meth:`LoggedData.from_frame` (the same checks and messages as in
+one process), encoded with categories gathered from every part, and kept there
+as a :class:`Block` of arrays. The client holds futures, the encoder and a few
+counts: it never gathers the log.
+
+:func:`fit_t` fits the T-learner on such a log: the single process's
+stratified folds (drawn on one worker from the arm column alone, over the
+parts in order), one task per (fold, arm) that receives only the rows its
+outcome models need (selected where they live, then moved between workers),
+and the out-of-fold outcome predictions and doubly robust scores computed in
+place, block by block.
+Average effects (:func:`ate`) and a policy's value (:func:`evaluate_policy`)
+are map-reduce sums over the blocks, the same moments the single-process
+estimators use.
+
+This module is the only one in pexkit that imports dask.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from pexkit.data import FeatureEncoder, LoggedData
+from pexkit.data.logged import sample_ratio_test
+from pexkit.effects.boosting import LightGBMLearner, make_base_learner
+from pexkit.effects.nuisance import doubly_robust_scores, make_folds
+from pexkit.exceptions import InvalidDataError, InvalidParameterError, SampleRatioMismatchWarning
+from pexkit.spec import ExperimentSpec
+
+if TYPE_CHECKING:
+    from pexkit.effects.model import EffectModel
+    from pexkit.evaluation.evaluate import PolicyValue
+
+__all__ = ["Block", "DistributedLog", "ate", "evaluate_policy", "fit_t", "read_parquet"]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One part of the log, encoded, on the worker that holds it."""
+
+    X: FloatArray
+    treatment: IntArray
+    outcomes: FloatArray
+    propensity: FloatArray
+    unit_hash: NDArray[np.uint64]
+    folds: IntArray | None = None
+    mu: FloatArray | None = None  # out-of-fold outcome predictions (n_p, K, M)
+    scores: FloatArray | None = None  # doubly robust scores (n_p, K, M)
+
+
+@dataclass
+class DistributedLog:
+    """A validated log whose rows stay on a Dask cluster, one :class:`Block` per part.
+
+    Attributes
+    ----------
+    spec : ExperimentSpec
+    client : distributed.Client
+    blocks : list of Future
+        One :class:`Block` per Parquet part, on the workers.
+    encoder : FeatureEncoder
+        Categories from every part.
+    part_sizes : list of int
+    srm : SampleRatioTest or None
+    """
+
+    spec: ExperimentSpec
+    client: Any
+    blocks: list[Any]
+    encoder: FeatureEncoder
+    part_sizes: list[int]
+    arm_totals: IntArray
+    srm: Any
+    paths: list[str]
+
+    @property
+    def n_units(self) -> int:
+        """Number of rows across all parts."""
+        return int(sum(self.part_sizes))
+
+    @property
+    def n_treatments(self) -> int:
+        return self.spec.n_treatments
+
+    @property
+    def n_outcomes(self) -> int:
+        return self.spec.n_outcomes
+
+    @property
+    def arm_counts(self) -> dict[str, int]:
+        """Units per arm, in spec order."""
+        return {a: int(c) for a, c in zip(self.spec.arms, self.arm_totals, strict=True)}
+
+    def __len__(self) -> int:
+        return self.n_units
+
+    def __repr__(self) -> str:
+        return (
+            f"DistributedLog(n_units={self.n_units}, parts={len(self.blocks)}, "
+            f"arms={self.arm_counts}, outcomes={list(self.spec.outcome_names)})"
+        )
+
+
+# ------------------------------------------------------------------ reading
+def _part_paths(path: str) -> list[str]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path)
+    if not fs.exists(root):
+        raise InvalidDataError(
+            f"the log {path!r}: expected a Parquet file or a directory of Parquet parts; "
+            "found nothing at that path. Check the path (local, or an fsspec URL such as "
+            "s3://bucket/log/)."
+        )
+    if fs.isdir(root):
+        found = sorted(p for p in fs.find(root) if str(p).endswith(".parquet"))
+        if not found:
+            raise InvalidDataError(
+                f"the log {path!r}: expected Parquet parts (*.parquet) in the directory; "
+                "found none. Write the log with DataFrame.to_parquet or point at a file."
+            )
+    else:
+        found = [root]
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        return [str(p) for p in found]
+    return [f"{protocol}://{p}" for p in found]
+
+
+def _read_part(path: str, spec: ExperimentSpec) -> LoggedData:
+    frame = pd.read_parquet(path)
+    try:
+        return LoggedData.from_frame(frame, spec, min_rows_per_arm=0, warn_srm=False)
+    except InvalidDataError as exc:
+        raise InvalidDataError(f"part {path}: {exc}") from None
+
+
+def _categories(part: LoggedData) -> dict[str, list[Any]]:
+    return part.encoder.categories
+
+
+def _unit_hash(unit_ids: NDArray[Any]) -> NDArray[np.uint64]:
+    values = pd.Series(unit_ids).astype(str)
+    return np.asarray(pd.util.hash_pandas_object(values, index=False), dtype=np.uint64)
+
+
+def _encode(part: LoggedData, encoder: FeatureEncoder, offset: int, by_row: bool) -> Block:
+    X = encoder.matrix(encoder.transform(_features_frame(part)))
+    ids = np.arange(offset, offset + part.n_units) if by_row else part.unit_ids
+    return Block(X=X, treatment=part.treatment, outcomes=part.outcomes,
+                 propensity=part.propensity, unit_hash=_unit_hash(ids))
+
+
+def _features_frame(part: LoggedData) -> pd.DataFrame:
+    # the part's own encoding keeps the raw levels as categories: back to strings
+    out = part.X.copy()
+    for col in part.spec.categorical:
+        out[col] = out[col].astype(object)
+    return out
+
+
+def _counts(block: Block, n_treat: int) -> IntArray:
+    return np.bincount(block.treatment, minlength=n_treat).astype(np.int64)
+
+
+def _duplicates(*hashes: NDArray[np.uint64]) -> int:
+    every = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    return int(every.shape[0] - np.unique(every).shape[0])
+
+
+def _as_any(client: Any) -> Any:
+    """The client, untyped (distributed's methods carry no annotations)."""
+    return client
+
+
+def read_parquet(path: str, spec: ExperimentSpec, client: Any) -> DistributedLog:
+    """Read and validate Parquet parts on ``client``'s workers (see the module docstring)."""
+    from distributed import Client
+
+    if not isinstance(client, Client):
+        raise InvalidParameterError(
+            f"'cluster' must be a dask.distributed Client; got {type(client).__name__}. "
+            "Connect with Client('tcp://scheduler:8786') or Client(LocalCluster(...))."
+        )
+    client = _as_any(client)
+    paths = _part_paths(str(path))
+    parts = client.map(_read_part, paths, spec=spec, pure=False)
+    cats_per_part = client.gather(client.map(_categories, parts))
+    categories = {
+        col: sorted({str(v) for cats in cats_per_part for v in cats[col]})
+        for col in spec.categorical
+    }
+    encoder = FeatureEncoder(spec, categories)
+    sizes = client.gather(client.map(lambda p: p.n_units, parts))
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+    blocks = [client.submit(_encode, p, encoder, o, spec.unit is None)
+              for p, o in zip(parts, offsets, strict=True)]
+    del parts
+    totals = np.sum(client.gather(client.map(_counts, blocks, n_treat=spec.n_treatments)), axis=0)
+    if spec.unit:
+        dup = client.submit(_duplicates, *client.map(lambda b: b.unit_hash, blocks)).result()
+        if dup:
+            raise InvalidDataError(
+                f"column {spec.unit!r}: expected one row per unit (unique ids) across all "
+                f"parts; found {dup} ids that appear more than once. Aggregate outcomes to "
+                "one row per unit (first exposure) before analysis."
+            )
+    srm = None
+    if not spec.propensity:
+        srm = sample_ratio_test(totals, spec)
+        if srm.mismatch:
+            warnings.warn(
+                f"sample ratio mismatch in column {spec.treatment!r}: arm counts "
+                f"{srm.counts} differ from the design's shares "
+                f"{dict(zip(spec.arms, spec.shares, strict=True))} (chi2={srm.chi2:.1f}, "
+                f"p={srm.p_value:.2g}). Randomization or logging may be broken; check the "
+                "assignment pipeline before trusting effects.",
+                SampleRatioMismatchWarning,
+                stacklevel=3,
+            )
+    return DistributedLog(spec=spec, client=client, blocks=blocks, encoder=encoder,
+                          part_sizes=[int(s) for s in sizes], arm_totals=totals, srm=srm,
+                          paths=paths)
+
+
+# ---------------------------------------------------------------------- fit
+def _treatment(block: Block) -> NDArray[np.int8]:
+    return block.treatment.astype(np.int8)
+
+
+def _global_folds(n_folds: int, seed: int, *treatments: NDArray[np.int8]) -> list[IntArray]:
+    # the single process's stratified folds over the parts in order (one worker holds only
+    # the arm column while it draws them)
+    every = np.concatenate(treatments).astype(np.int64)
+    folds = make_folds(every, n_folds, seed)
+    bounds = np.cumsum([t.shape[0] for t in treatments])[:-1]
+    return np.split(folds, bounds)
+
+
+def _with_folds(block: Block, folds: list[IntArray], i: int) -> Block:
+    return replace(block, folds=folds[i])
+
+
+def _rows_for(block: Block, fold: int, arm: int) -> tuple[FloatArray, FloatArray]:
+    assert block.folds is not None
+    keep = (block.folds != fold) & (block.treatment == arm)
+    return block.X[keep], block.outcomes[keep]
+
+
+def _features(block: Block) -> FloatArray:
+    return block.X
+
+
+#: rows LightGBM bins features from in one process (its bin_construct_sample_cnt)
+BIN_SAMPLE = 200_000
+
+
+def _bin_sample(seed: int, cap: int, *Xs: FloatArray) -> FloatArray:
+    """The rows bins are built from: all of them up to ``cap``, else a sample of ``cap``."""
+    X = np.concatenate(Xs)
+    if X.shape[0] <= cap:
+        return X
+    rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], cap, replace=False))
+    return X[rows]
+
+
+def _fit_cell(
+    fold: int, arm: int, base: str, params: dict[str, Any] | None, categorical: list[int],
+    seed: int, sample: FloatArray, *pieces: tuple[FloatArray, FloatArray],
+) -> list[Any]:
+    X = np.concatenate([p[0] for p in pieces])
+    Y = np.concatenate([p[1] for p in pieces])
+    learner = LightGBMLearner(params, 1)
+    learner.bind(sample, categorical)  # the bins every model shares, as in one process
+    return [learner.fit_matrix(X, Y[:, m], seed + 7919 * fold + 31 * arm + m)
+            for m in range(Y.shape[1])]
+
+
+def _oof(block: Block, models: list[list[list[Any]]], base: str, params: Any) -> Block:
+    assert block.folds is not None
+    learner = make_base_learner(base, params, 1)
+    n_folds, n_treat, n_out = len(models), len(models[0]), len(models[0][0])
+    mu = np.zeros((block.X.shape[0], n_treat, n_out))
+    for f in range(n_folds):
+        rows = np.flatnonzero(block.folds == f)
+        if rows.size:
+            Xf = block.X[rows]
+            for k in range(n_treat):
+                for m in range(n_out):
+                    mu[rows, k, m] = learner.predict(models[f][k][m], Xf)
+    scores = doubly_robust_scores(mu, block.treatment, block.propensity, block.outcomes)
+    return replace(block, mu=mu, scores=scores)
+
+
+def fit_t(model: EffectModel, data: DistributedLog) -> EffectModel:
+    """Fit ``model`` (learner ``"t"``) on a :class:`DistributedLog`; see the module docstring."""
+    spec = data.spec
+    client = _as_any(data.client)
+    n_treat, n_out, n_folds = spec.n_treatments, spec.n_outcomes, model.n_folds
+    seed = int(model.random_state)
+    if model.base != "lightgbm":
+        raise InvalidParameterError(
+            f"on a cluster, EffectModel fits base='lightgbm' so far; got base={model.base!r}."
+        )
+    arms = client.map(_treatment, data.blocks)
+    folds = client.submit(_global_folds, n_folds, seed, *arms, pure=False)
+    blocks = [client.submit(_with_folds, b, folds, i) for i, b in enumerate(data.blocks)]
+    del arms
+    categorical = data.encoder.categorical_indices
+    cells = [(f, k) for f in range(n_folds) for k in range(n_treat)]
+    sample = client.submit(_bin_sample, seed, BIN_SAMPLE, *client.map(_features, data.blocks), pure=False)
+    fitted = []
+    for f, k in cells:
+        pieces = client.map(_rows_for, blocks, fold=f, arm=k)
+        fitted.append(client.submit(_fit_cell, f, k, model.base, model.base_params,
+                                    categorical, seed, sample, *pieces, pure=False))
+    per_cell = client.gather(fitted)
+    models: list[list[list[Any]]] = [[[None] * n_out for _ in range(n_treat)]
+                                     for _ in range(n_folds)]
+    for (f, k), fold_models in zip(cells, per_cell, strict=True):
+        models[f][k] = list(fold_models)
+    shared = client.scatter(models, broadcast=True)
+    blocks = client.map(_oof, blocks, models=shared, base=model.base, params=model.base_params)
+    from distributed import wait
+
+    _as_any(wait)(blocks)
+    base = make_base_learner(model.base, model.base_params, model.n_jobs)
+    model.spec_ = spec
+    model.encoder_ = data.encoder
+    model.outcome_models_ = models
+    model.learners_fitted_ = {"t": None}
+    model.arm_shares_ = data.arm_totals / data.n_units
+    chosen = np.empty((n_treat, n_out), dtype=object)
+    chosen[1:, :] = "t"
+    model.chosen_ = chosen
+    model.selection_ = pd.DataFrame([
+        {"treatment": spec.arms[k], "outcome": spec.outcome_names[m], "learner": "t"}
+        for k in range(1, n_treat) for m in range(n_out)
+    ])
+    model.selection_probe_ = None
+    # the per-unit arrays stay on the workers, in the blocks
+    for name in ("folds_", "mu_oof_", "scores_", "effects_"):
+        setattr(model, name, None)
+    model.distributed_ = DistributedFit(data=data, blocks=blocks)
+    setattr(model, "data_", data)  # noqa: B010 (a DistributedLog where one process keeps a LoggedData)
+    model._base = base
+    return model
+
+
+@dataclass
+class DistributedFit:
+    """A distributed fit's per-unit arrays: one :class:`Block` (with ``mu`` and ``scores``) per part."""
+
+    data: DistributedLog
+    blocks: list[Any]
+
+
+# ------------------------------------------------------------- map-reduce
+def _pseudo_sums(block: Block) -> FloatArray:
+    assert block.scores is not None
+    pseudo = block.scores - block.scores[:, :1, :]
+    return np.stack([pseudo.sum(axis=0), (pseudo**2).sum(axis=0)])
+
+
+def ate(model: EffectModel, alpha: float) -> pd.DataFrame:
+    """:meth:`EffectModel.ate` from per-block sums of the DR pseudo-outcomes."""
+    from scipy import stats
+
+    fit: DistributedFit = model.distributed_
+    client = fit.data.client
+    sums = np.sum(client.gather(client.map(_pseudo_sums, fit.blocks)), axis=0)
+    n = fit.data.n_units
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    rows = []
+    for k in range(1, model.spec_.n_treatments):
+        for m, name in enumerate(model.spec_.outcome_names):
+            est = float(sums[0, k, m] / n)
+            var = max(float(sums[1, k, m]) - n * est**2, 0.0) / max(n - 1, 1)
+            se = float(np.sqrt(var / n))
+            rows.append({"treatment": model.spec_.arms[k], "outcome": name, "estimate": est,
+                         "se": se, "ci_low": est - z * se, "ci_high": est + z * se})
+    return pd.DataFrame(rows)
+
+
+def _policy_block(block: Block, policy: Any) -> FloatArray:
+    from pexkit.evaluation.kernels import policy_sums
+
+    assert block.mu is not None and block.scores is not None
+    tau = block.mu - block.mu[:, :1, :]
+    actions = np.asarray(policy.choose(tau), dtype=np.int64)
+    n_treat = block.mu.shape[1]
+    counts = np.bincount(actions, minlength=n_treat).astype(np.float64)
+    return np.concatenate([policy_sums(block.scores, actions), counts])
+
+
+def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
+                    alpha: float) -> PolicyValue:
+    """DR value and lift of a :class:`LinearPolicy` on the training log, as sums over blocks."""
+    from scipy import stats
+
+    from pexkit.evaluation.evaluate import PolicyValue, _moments
+    from pexkit.policy.linear import LinearPolicy
+
+    fit: DistributedFit | None = getattr(model, "distributed_", None)
+    if fit is None or fit.data is not data:
+        raise InvalidParameterError(
+            "on a cluster, evaluate_policy evaluates on the log the model was fitted on; "
+            "pass the same DistributedLog as model.fit(data) was given."
+        )
+    if not isinstance(policy, LinearPolicy):
+        raise InvalidParameterError(
+            f"on a cluster, 'policy' must be a LinearPolicy (applied to each block's "
+            f"effects where the block lives); got {type(policy).__name__}."
+        )
+    client = data.client
+    n_out = data.n_outcomes
+    sums = np.sum(client.gather(client.map(_policy_block, fit.blocks, policy=policy)), axis=0)
+    n = data.n_units
+    value, value_se, lift, lift_se = (
+        a[0] for a in _moments(sums[: 4 * n_out].reshape(1, -1), n, n_out)
+    )
+    share = sums[4 * n_out:] / n
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    return PolicyValue(
+        outcomes=data.spec.outcome_names, value=value, value_se=value_se, lift=lift,
+        lift_se=lift_se,
+        value_ci=np.column_stack([value - z * value_se, value + z * value_se]),
+        lift_ci=np.column_stack([lift - z * lift_se, lift + z * lift_se]),
+        share={a: float(s) for a, s in zip(data.spec.arms, share, strict=True)},
+        estimator="dr", alpha=alpha, n_units=n,
+    )

@@ -1,0 +1,140 @@
+"""The analysis on a Dask LocalCluster (2 worker processes) gives the single process's answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pexkit as px
+from pexkit.exceptions import InvalidDataError, InvalidParameterError
+
+distributed = pytest.importorskip("distributed")
+
+N = 24_000
+WEIGHTS = {"engagement": 1.0, "unsubscribe": 3.0, "revenue": 1.0}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sim() -> px.Simulation:
+    return px.simulate("notifications", n_units=N, seed=11)
+
+
+@pytest.fixture(scope="module")
+def parts(sim: px.Simulation, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("log")
+    for i, chunk in enumerate(np.array_split(np.arange(N), 4)):
+        sim.frame.iloc[chunk].to_parquet(root / f"part-{i}.parquet", index=False)
+    return root
+
+
+def test_parts_are_read_and_validated_on_the_workers(client: Any, sim: px.Simulation,
+                                                     parts: Path) -> None:
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    assert data.n_units == N and len(data.blocks) == 4
+    assert data.arm_counts == sim.data.arm_counts
+    assert data.encoder.categories == sim.data.encoder.categories
+    assert data.srm is not None and not data.srm.mismatch
+
+
+def test_a_bad_part_fails_with_the_single_process_message(client: Any, sim: px.Simulation,
+                                                          tmp_path: Path) -> None:
+    frame = sim.frame.iloc[:3000].copy()
+    frame.iloc[:1500].to_parquet(tmp_path / "a.parquet", index=False)
+    bad = frame.iloc[1500:].copy()
+    bad.loc[bad.index[7], "arm"] = "turbo"
+    bad.to_parquet(tmp_path / "b.parquet", index=False)
+    with pytest.raises(InvalidDataError) as one:
+        px.LoggedData.from_frame(bad.reset_index(drop=True), sim.data.spec)
+    with pytest.raises(InvalidDataError) as many:
+        px.LoggedData.from_parquet(tmp_path, sim.data.spec, cluster=client)
+    assert str(many.value).startswith("part ") and "b.parquet" in str(many.value)
+    assert str(many.value).endswith(str(one.value))
+
+
+def test_a_unit_in_two_parts_is_refused(client: Any, sim: px.Simulation, tmp_path: Path) -> None:
+    frame = sim.frame.iloc[:2000]
+    frame.to_parquet(tmp_path / "a.parquet", index=False)
+    frame.iloc[:10].to_parquet(tmp_path / "b.parquet", index=False)
+    with pytest.raises(InvalidDataError, match="10 ids that appear more than once"):
+        px.LoggedData.from_parquet(tmp_path, sim.data.spec, cluster=client)
+
+
+def test_t_learner_on_the_cluster_matches_one_process(client: Any, sim: px.Simulation,
+                                                      parts: Path) -> None:
+    params = {"n_estimators": 60}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    on_cluster = px.EffectModel(learner="t", random_state=0, base_params=params,
+                                progress=False).fit(data)
+    local = px.EffectModel(learner="t", random_state=0, base_params=params,
+                           progress=False).fit(sim.data)
+    # the same folds (drawn over the parts in order) and the same bins (all rows up to
+    # LightGBM's 200k bin sample): the single process's models, so the same answers
+    a, b = on_cluster.ate(), local.ate()
+    np.testing.assert_allclose(a.estimate, b.estimate, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(a.se, b.se, rtol=1e-9)
+    fresh = px.simulate("notifications", n_units=5000, seed=12)
+    np.testing.assert_allclose(on_cluster.predict(fresh.frame), local.predict(fresh.frame),
+                               rtol=0, atol=1e-12)
+    # and they cover the simulation's truth
+    truth = sim.true_cate()[:, 1:, :].reshape(N, -1).mean(axis=0)
+    assert np.all(np.abs(a.estimate.to_numpy() - truth) <= 3 * a.se.to_numpy())
+    # a policy's DR value and lifts on the training log, as sums over the blocks
+    policy = px.LinearPolicy(sim.data.spec, weights=WEIGHTS)
+    va = px.evaluate_policy(policy, data, on_cluster)
+    vb = px.evaluate_policy(policy, sim.data, local)
+    for field in ("value", "value_se", "lift", "lift_se"):
+        np.testing.assert_allclose(getattr(va, field), getattr(vb, field), rtol=1e-9, atol=1e-12)
+    assert va.share == pytest.approx(vb.share) and va.n_units == N
+
+
+def test_bins_from_a_sample_give_the_same_estimates_within_noise(
+    client: Any, sim: px.Simulation, parts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # above the bin sample (200k rows in real use; 3,000 here) the bins come from a sample
+    # of the parts, not LightGBM's own: the models differ a little, the estimates within noise
+    import pexkit.execution.dask as on_dask
+
+    monkeypatch.setattr(on_dask, "BIN_SAMPLE", 3000)
+    params = {"n_estimators": 60}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(learner="t", base_params=params, progress=False).fit(data)
+    b = px.EffectModel(learner="t", base_params=params, progress=False).fit(sim.data)
+    ate_a, ate_b = a.ate(), b.ate()
+    assert np.abs(ate_a.estimate - ate_b.estimate).max() > 0  # a different fit...
+    assert np.all(np.abs(ate_a.estimate - ate_b.estimate) <= 0.5 * ate_b.se)  # ...the same answer
+    fresh = px.simulate("notifications", n_units=5000, seed=12)
+    pehe = {name: np.sqrt(((m.predict(fresh.frame) - fresh.true_cate())[:, 1:] ** 2).mean())
+            for name, m in (("cluster", a), ("local", b))}
+    assert pehe["cluster"] <= 1.05 * pehe["local"]
+
+
+def test_what_the_cluster_cannot_do_yet_says_so(client: Any, sim: px.Simulation,
+                                                parts: Path) -> None:
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    with pytest.raises(InvalidParameterError, match="learner='t' so far"):
+        px.EffectModel(learner="auto", progress=False).fit(data)
+    model = px.EffectModel(learner="t", base_params={"n_estimators": 5}, progress=False).fit(data)
+    with pytest.raises(InvalidParameterError, match="stay on the cluster"):
+        model.predict(data)
+    with pytest.raises(InvalidParameterError, match="estimator='dr'"):
+        px.evaluate_policy(px.LinearPolicy(sim.data.spec), data, model, estimator="ips")
+    with pytest.raises(InvalidParameterError, match="a dask.distributed Client"):
+        px.LoggedData.from_parquet(parts, sim.data.spec, cluster="tcp://nowhere:1")
+    assert isinstance(pd.DataFrame(model.ate()), pd.DataFrame)
