@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/service_bench.py --out benchmarks/results
 	$(BIN)/python benchmarks/decide_bench.py --out benchmarks/results
 	$(BIN)/python benchmarks/explain_bench.py --out benchmarks/results
+	$(BIN)/python benchmarks/dask_bench.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) .peers .obp demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,6 +59,23 @@ class BaseLearner(Protocol):
 
     def predict(self, model: Any, X: FloatArray) -> FloatArray:
         """Predict with a model returned by ``fit``."""
+
+
+#: rows that feature bins are found on (LightGBM's own ``bin_construct_sample_cnt``)
+BIN_SAMPLE = 200_000
+
+
+def bin_sample_rows(n: int, cap: int | None = None) -> NDArray[np.int64] | None:
+    """The rows bins are found on: ``None`` (all of them) up to ``cap`` (default
+    :data:`BIN_SAMPLE`), else a fixed-seed sample of ``cap`` rows, so that a fit split
+    across machines bins as one process does."""
+    cap = BIN_SAMPLE if cap is None else cap
+    if n <= cap:
+        return None
+    rows: NDArray[np.int64] = np.sort(
+        np.random.default_rng(0).choice(n, cap, replace=False)
+    ).astype(np.int64)
+    return rows
 
 
 def _workers(n_jobs: int) -> int:
@@ -110,21 +127,26 @@ class LightGBMLearner:
         self._dataset: Any = None
 
     def bind(self, X: FloatArray, categorical: list[int]) -> None:
-        """Bin ``X`` once."""
+        """Bin ``X`` once, with bins found on :func:`bin_sample_rows` of it."""
         import lightgbm as lgb
 
+        params = {
+            "verbose": -1,
+            "max_bin": self.params.get("max_bin", 255),
+            # bins are shared by models with different leaf sizes
+            "feature_pre_filter": False,
+            "min_data_in_leaf": self.params.get("min_child_samples", 20),
+        }
+        cats: list[int] | Literal["auto"] = categorical or "auto"
+        rows = bin_sample_rows(X.shape[0])
+        reference = None
+        if rows is not None:
+            reference = lgb.Dataset(X[rows], label=np.zeros(rows.shape[0]),
+                                    categorical_feature=cats, free_raw_data=False,
+                                    params=params).construct()
         self._dataset = lgb.Dataset(
-            X,
-            label=np.zeros(X.shape[0]),
-            categorical_feature=categorical or "auto",
-            free_raw_data=False,
-            params={
-                "verbose": -1,
-                "max_bin": self.params.get("max_bin", 255),
-                # bins are shared by models with different leaf sizes
-                "feature_pre_filter": False,
-                "min_data_in_leaf": self.params.get("min_child_samples", 20),
-            },
+            X, label=np.zeros(X.shape[0]), categorical_feature=cats, free_raw_data=False,
+            params=params, reference=reference,
         ).construct()
 
     def __getstate__(self) -> dict[str, Any]:

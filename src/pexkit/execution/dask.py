@@ -9,7 +9,8 @@ counts: it never gathers the log.
 
 :func:`fit_t` fits the T-learner on such a log: the single process's
 stratified folds (drawn on one worker from the arm column alone, over the
-parts in order), one task per (fold, arm) that receives only the rows its
+parts in order) and its feature bins (found on the same fixed-seed sample of
+at most 200,000 rows), one task per (fold, arm) that receives only the rows its
 outcome models need (selected where they live, then moved between workers),
 and the out-of-fold outcome predictions and doubly robust scores computed in
 place, block by block.
@@ -32,6 +33,7 @@ from numpy.typing import NDArray
 
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.data.logged import sample_ratio_test
+from pexkit.effects import boosting
 from pexkit.effects.boosting import LightGBMLearner, make_base_learner
 from pexkit.effects.nuisance import doubly_robust_scores, make_folds
 from pexkit.exceptions import InvalidDataError, InvalidParameterError, SampleRatioMismatchWarning
@@ -264,17 +266,11 @@ def _features(block: Block) -> FloatArray:
     return block.X
 
 
-#: rows LightGBM bins features from in one process (its bin_construct_sample_cnt)
-BIN_SAMPLE = 200_000
-
-
-def _bin_sample(seed: int, cap: int, *Xs: FloatArray) -> FloatArray:
-    """The rows bins are built from: all of them up to ``cap``, else a sample of ``cap``."""
+def _bin_sample(cap: int, *Xs: FloatArray) -> FloatArray:
+    """The rows one process finds bins on (:func:`~pexkit.effects.boosting.bin_sample_rows`)."""
     X = np.concatenate(Xs)
-    if X.shape[0] <= cap:
-        return X
-    rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], cap, replace=False))
-    return X[rows]
+    rows = boosting.bin_sample_rows(X.shape[0], cap)
+    return X if rows is None else X[rows]
 
 
 def _fit_cell(
@@ -321,7 +317,8 @@ def fit_t(model: EffectModel, data: DistributedLog) -> EffectModel:
     del arms
     categorical = data.encoder.categorical_indices
     cells = [(f, k) for f in range(n_folds) for k in range(n_treat)]
-    sample = client.submit(_bin_sample, seed, BIN_SAMPLE, *client.map(_features, data.blocks), pure=False)
+    sample = client.submit(_bin_sample, boosting.BIN_SAMPLE,
+                           *client.map(_features, data.blocks), pure=False)
     fitted = []
     for f, k in cells:
         pieces = client.map(_rows_for, blocks, fold=f, arm=k)

@@ -1,0 +1,118 @@
+"""The T-learner on a Dask LocalCluster against one process, on the same Parquet parts.
+
+The parts are simulated and written on the workers (the client never holds the
+log). Measured: wall time of reading + validating, fitting, ATEs and one
+policy's DR value; the client's RSS growth and the workers' peak RSS; the same
+steps in one process on the same parts (read with pandas); and the answers'
+agreement. Writes benchmarks/results/dask-latest.json.
+
+    .venv/bin/python benchmarks/dask_bench.py --rows 2000000 --parts 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+
+import pexkit as px
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = {"n_estimators": 100, "num_leaves": 31, "learning_rate": 0.1}
+WEIGHTS = {"y0": 1.0, "y1": 1.0, "y2": 1.0}
+
+
+def write_part(i: int, n: int, root: str) -> str:
+    sim = px.simulate("synthetic", n_units=n, seed=1000 + i, n_features=20)
+    frame = sim.frame
+    frame["unit_id"] += i * n
+    path = f"{root}/part-{i:04d}.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def rss() -> float:
+    return psutil.Process().memory_info().rss / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--parts", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    from distributed import Client, LocalCluster
+
+    spec = px.simulate("synthetic", n_units=10, seed=0, n_features=20).spec
+    weights = dict.fromkeys(spec.outcome_names, 1.0)
+    tmp = tempfile.mkdtemp(prefix="pexkit-dask-")
+    out: dict[str, Any] = {"rows": args.rows, "parts": args.parts, "workers": args.workers,
+                           "machine": f"{psutil.cpu_count()} cores", "params": PARAMS}
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
+        n = args.rows // args.parts
+        client.gather(client.map(write_part, range(args.parts), n=n, root=tmp))
+        size = sum(p.stat().st_size for p in Path(tmp).glob("*.parquet"))
+        out["parquet_mb"] = size / 1e6
+        client_before = rss()
+        t0 = time.perf_counter()
+        data = px.LoggedData.from_parquet(tmp, spec, cluster=client)
+        t1 = time.perf_counter()
+        model = px.EffectModel(learner="t", base_params=PARAMS, progress=False).fit(data)
+        t2 = time.perf_counter()
+        ate = model.ate()
+        t3 = time.perf_counter()
+        value = px.evaluate_policy(px.LinearPolicy(spec, weights=weights), data, model)
+        t4 = time.perf_counter()
+        worker_rss = client.run(lambda: psutil.Process().memory_info().rss / 1e9)
+        out["cluster"] = {
+            "read_validate_s": t1 - t0, "fit_s": t2 - t1, "ate_s": t3 - t2,
+            "evaluate_policy_s": t4 - t3, "total_s": t4 - t0,
+            "client_rss_growth_gb": rss() - client_before,
+            "worker_rss_gb_at_end": sorted(worker_rss.values()),
+            "ate": ate.estimate.tolist(), "ate_se": ate.se.tolist(),
+            "policy_lift": value.lift.tolist(), "policy_lift_se": value.lift_se.tolist(),
+        }
+        print(json.dumps(out["cluster"], indent=1), flush=True)
+    if not args.skip_single:
+        before = rss()
+        t0 = time.perf_counter()
+        frame = pd.concat([pd.read_parquet(p) for p in sorted(Path(tmp).glob("*.parquet"))],
+                          ignore_index=True)
+        local = px.LoggedData.from_frame(frame, spec)
+        del frame
+        t1 = time.perf_counter()
+        lm = px.EffectModel(learner="t", base_params=PARAMS, progress=False).fit(local)
+        t2 = time.perf_counter()
+        la = lm.ate()
+        lv = px.evaluate_policy(px.LinearPolicy(spec, weights=weights), local, lm)
+        t3 = time.perf_counter()
+        out["single_process"] = {
+            "read_validate_s": t1 - t0, "fit_s": t2 - t1, "ate_and_policy_s": t3 - t2,
+            "total_s": t3 - t0, "rss_growth_gb": rss() - before,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+            "ate": la.estimate.tolist(), "policy_lift": lv.lift.tolist(),
+        }
+        out["agreement"] = {
+            "ate_max_abs_diff_in_se": float(np.max(np.abs(
+                np.asarray(out["cluster"]["ate"]) - la.estimate.to_numpy()) / la.se.to_numpy())),
+            "lift_max_abs_diff_in_se": float(np.max(np.abs(
+                np.asarray(out["cluster"]["policy_lift"]) - lv.lift) / lv.lift_se)),
+        }
+        print(json.dumps({k: out[k] for k in ("single_process", "agreement")}, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "dask-latest.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
