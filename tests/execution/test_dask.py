@@ -138,3 +138,23 @@ def test_what_the_cluster_cannot_do_yet_says_so(client: Any, sim: px.Simulation,
     with pytest.raises(InvalidParameterError, match="a dask.distributed Client"):
         px.LoggedData.from_parquet(parts, sim.data.spec, cluster="tcp://nowhere:1")
     assert isinstance(pd.DataFrame(model.ate()), pd.DataFrame)
+
+
+def test_the_pareto_search_on_the_cluster_finds_the_single_process_front(
+    client: Any, sim: px.Simulation, parts: Path
+) -> None:
+    params = {"n_estimators": 40}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(learner="t", base_params=params, progress=False).fit(data)
+    b = px.EffectModel(learner="t", base_params=params, progress=False).fit(sim.data)
+    guard = [px.Guardrail("unsubscribe", max_change=0.01)]
+    fa = px.optimize_policies(a, budget=300, guardrails=guard, progress=False)
+    fb = px.optimize_policies(b, budget=300, guardrails=guard, progress=False)
+    # the same model and the same Sobol points: the same front, its lifts from block sums
+    assert len(fa.policies) == len(fb.policies)
+    np.testing.assert_allclose(fa.lifts, fb.lifts, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fa.lift_se, fb.lift_se, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fa.hypervolume(), fb.hypervolume(), rtol=1e-6)
+    # the all-treatment baselines against their direct DR means
+    single = px.evaluate_policies(np.repeat(np.arange(3)[:, None], N, axis=1), sim.data, b)
+    np.testing.assert_allclose(fa.lifts[-3:], single.lift, rtol=1e-9, atol=1e-12)

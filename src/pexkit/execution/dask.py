@@ -439,3 +439,80 @@ def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
         share={a: float(s) for a, s in zip(data.spec.arms, share, strict=True)},
         estimator="dr", alpha=alpha, n_units=n,
     )
+
+
+# ----------------------------------------------------------- policy search
+def _effect_sums(block: Block) -> FloatArray:
+    assert block.mu is not None and block.scores is not None
+    tau = block.mu - block.mu[:, :1, :]
+    control = np.zeros_like(tau[0])
+    control[0] = block.scores[:, 0, :].sum(axis=0)
+    return np.stack([tau.sum(axis=0), (tau**2).sum(axis=0), control])
+
+
+def _batch_block(block: Block, sw: FloatArray, const: FloatArray) -> FloatArray:
+    from pexkit.evaluation.kernels import batch_sums
+
+    assert block.mu is not None and block.scores is not None
+    return batch_sums(block.mu - block.mu[:, :1, :], block.scores, sw, const)
+
+
+def _single_block(block: Block) -> FloatArray:
+    assert block.scores is not None
+    G = block.scores
+    n_treat = G.shape[1]
+    rows = []
+    for k in range(n_treat):
+        v = G[:, k, :]
+        d = v - G[:, 0, :]
+        counts = np.zeros(n_treat)
+        counts[k] = G.shape[0]
+        rows.append(np.concatenate([v.sum(0), (v**2).sum(0), d.sum(0), (d**2).sum(0), counts]))
+    return np.stack(rows)
+
+
+class ClusterEvaluator:
+    """Policy values for :func:`~pexkit.optimize_policies` on a cluster: sums over the blocks.
+
+    ``tau_mean`` / ``tau_sq_mean`` (K, M) bound the policy space
+    (:meth:`~pexkit.optimize.space.PolicySpace.from_moments`); :meth:`evaluate`
+    gives a batch of policies' DR values from each block's compiled batch sums.
+    """
+
+    def __init__(self, model: EffectModel, data: DistributedLog) -> None:
+        fit: DistributedFit | None = getattr(model, "distributed_", None)
+        if fit is None or fit.data is not data:
+            raise InvalidParameterError(
+                "on a cluster, policies are searched on the log the model was fitted on; "
+                "pass the same DistributedLog as model.fit(data) was given (or data=None)."
+            )
+        self.spec = data.spec
+        self.client = _as_any(data.client)
+        self.blocks = fit.blocks
+        self.n = data.n_units
+        sums = np.sum(self.client.gather(self.client.map(_effect_sums, self.blocks)), axis=0)
+        self.tau_mean = sums[0] / self.n
+        self.tau_sq_mean = sums[1] / self.n
+        self.control_value = sums[2, 0] / self.n
+
+    def _values(self, sums: FloatArray) -> Any:
+        from pexkit.evaluation.evaluate import PolicyValues, _moments
+
+        n_out = self.spec.n_outcomes
+        value, value_se, lift, lift_se = _moments(sums, self.n, n_out)
+        return PolicyValues(outcomes=self.spec.outcome_names, value=value, value_se=value_se,
+                            lift=lift, lift_se=lift_se, shares=sums[:, 4 * n_out:] / self.n,
+                            estimator="dr", alpha=0.05)
+
+    def evaluate(self, policies: list[Any]) -> Any:
+        """``PolicyValues`` of a list of :class:`LinearPolicy` on the training log."""
+        from pexkit.policy.linear import _batch_params
+
+        sw, const = _batch_params(self.spec, policies)
+        parts = self.client.map(_batch_block, self.blocks, sw=sw, const=const)
+        return self._values(np.sum(self.client.gather(parts), axis=0))
+
+    def single_treatments(self) -> Any:
+        """``PolicyValues`` of sending every unit to arm k, for each k."""
+        parts = self.client.map(_single_block, self.blocks)
+        return self._values(np.sum(self.client.gather(parts), axis=0))

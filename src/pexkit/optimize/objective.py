@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -106,25 +107,37 @@ class PolicyObjective:
         self,
         space: PolicySpace,
         data: LoggedData,
-        scores: PolicyScores,
-        tau: FloatArray,
+        scores: PolicyScores | None,
+        tau: FloatArray | None,
         guardrails: tuple[Guardrail, ...] = (),
+        *,
+        evaluator: Any = None,
     ) -> None:
+        """``evaluator``: evaluates policies where the log lives instead (its
+        ``evaluate(policies)`` and ``control_value``; a cluster's)."""
         self.space = space
         self.data = data
         self.scores = scores
         self.tau = tau
         self.guardrails = guardrails
+        self.evaluator = evaluator
         for g in guardrails:
             space.spec.outcome_index(g.outcome)
-        self.control_value = scores.dr[:, 0, :].mean(axis=0)
+        if evaluator is not None:
+            self.control_value = np.asarray(evaluator.control_value)
+        else:
+            assert scores is not None
+            self.control_value = scores.dr[:, 0, :].mean(axis=0)
         self.n_evaluations = 0
 
     def __call__(self, U: FloatArray) -> Evaluations:
         """Evaluate points ``U`` of shape (P, dim)."""
         U = np.atleast_2d(np.asarray(U, dtype=np.float64))
         policies = self.space.policies(U)
-        values = evaluate_policies(policies, self.data, scores=self.scores, tau=self.tau)
+        if self.evaluator is not None:
+            values = self.evaluator.evaluate(policies)
+        else:
+            values = evaluate_policies(policies, self.data, scores=self.scores, tau=self.tau)
         self.n_evaluations += U.shape[0]
         return self._wrap(U, values.lift, values.lift_se, values.shares)
 

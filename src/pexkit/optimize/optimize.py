@@ -6,7 +6,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +15,7 @@ from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores, evaluate_policies
 from pexkit.exceptions import InvalidParameterError, SlowSearchWarning
+from pexkit.execution import is_distributed
 from pexkit.optimize.front import ParetoFront, single_treatment_policy
 from pexkit.optimize.objective import Evaluations, Guardrail, PolicyObjective
 from pexkit.optimize.pareto import hypervolume, is_non_dominated
@@ -126,16 +127,28 @@ def optimize_policies(
     data = model.data_ if data is None else data
     spec = data.spec
     started = time.perf_counter()
-    scores = build_scores(data, model)
-    tau = model.effects_for(data)  # out-of-fold on the rows the model was fitted on
-    space = PolicySpace.from_effects(spec, tau, biases=biases, parameterization=parameterization)
-    objective = PolicyObjective(space, data, scores, tau, tuple(guardrails))
-    evals = search(objective, budget, seed=random_state, progress=progress)
+    if is_distributed(data):  # the sums come from the workers
+        from pexkit.execution.dask import ClusterEvaluator
+
+        evaluator = ClusterEvaluator(model, cast(Any, data))
+        space = PolicySpace.from_moments(spec, evaluator.tau_mean, evaluator.tau_sq_mean,
+                                         biases=biases, parameterization=parameterization)
+        objective = PolicyObjective(space, data, None, None, tuple(guardrails),
+                                    evaluator=evaluator)
+        evals = search(objective, budget, seed=random_state, progress=progress)
+        single = evaluator.single_treatments()
+    else:
+        scores = build_scores(data, model)
+        tau = model.effects_for(data)  # out-of-fold on the rows the model was fitted on
+        space = PolicySpace.from_effects(spec, tau, biases=biases,
+                                         parameterization=parameterization)
+        objective = PolicyObjective(space, data, scores, tau, tuple(guardrails))
+        evals = search(objective, budget, seed=random_state, progress=progress)
+        # single-treatment baselines, evaluated the same way
+        n = data.n_units
+        single_actions = np.repeat(np.arange(spec.n_treatments)[:, None], n, axis=1)
+        single = evaluate_policies(single_actions, data, scores=scores)
     signs = np.asarray(spec.signs)
-    # single-treatment baselines, evaluated the same way
-    n = data.n_units
-    single_actions = np.repeat(np.arange(spec.n_treatments)[:, None], n, axis=1)
-    single = evaluate_policies(single_actions, data, scores=scores)
     single_eval = objective._wrap(
         np.zeros((spec.n_treatments, space.dim)), single.lift, single.lift_se, single.shares
     )

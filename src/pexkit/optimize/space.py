@@ -80,6 +80,26 @@ class PolicySpace:
         bound = np.where(bound > 0, bound, scale[None, :])
         return cls(spec, scale, bound, ate, biases, parameterization)
 
+    @classmethod
+    def from_moments(
+        cls,
+        spec: ExperimentSpec,
+        mean: FloatArray,
+        mean_sq: FloatArray,
+        biases: bool = True,
+        parameterization: str = "weights",
+    ) -> PolicySpace:
+        """:meth:`from_effects` from the per-unit means of ``tau`` and ``tau**2`` (K, M):
+        what a log kept in parts (on a cluster) can sum without gathering ``tau``."""
+        ate = np.asarray(mean, dtype=np.float64)
+        sq = np.asarray(mean_sq, dtype=np.float64)
+        spread = np.sqrt(np.maximum(sq[1:] - ate[1:] ** 2, 0.0))
+        scale = np.sqrt(sq[1:].mean(axis=0))
+        scale = np.where(scale > 0, scale, 1.0)
+        bound = np.abs(ate[1:]) + 2 * spread
+        bound = np.where(bound > 0, bound, scale[None, :])
+        return cls(spec, scale, bound, ate, biases, parameterization)
+
     @property
     def n_weights(self) -> int:
         """Angles for the weight direction, M - 1."""
