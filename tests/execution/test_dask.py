@@ -128,7 +128,7 @@ def test_above_the_bin_sample_the_answers_are_still_the_single_process_ones(
 def test_what_the_cluster_cannot_do_yet_says_so(client: Any, sim: px.Simulation,
                                                 parts: Path) -> None:
     data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
-    with pytest.raises(InvalidParameterError, match="learner='t' so far"):
+    with pytest.raises(InvalidParameterError, match="'t' and 'dr' learners so far"):
         px.EffectModel(learner="auto", progress=False).fit(data)
     model = px.EffectModel(learner="t", base_params={"n_estimators": 5}, progress=False).fit(data)
     with pytest.raises(InvalidParameterError, match="stay on the cluster"):
@@ -158,3 +158,31 @@ def test_the_pareto_search_on_the_cluster_finds_the_single_process_front(
     # the all-treatment baselines against their direct DR means
     single = px.evaluate_policies(np.repeat(np.arange(3)[:, None], N, axis=1), sim.data, b)
     np.testing.assert_allclose(fa.lifts[-3:], single.lift, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_folds", [3, 2])
+def test_auto_between_t_and_dr_on_the_cluster_is_the_single_process_fit(
+    client: Any, sim: px.Simulation, parts: Path, n_folds: int
+) -> None:
+    # the DR chain (with the two-fold-excluding outcome models at 3 folds), the per-cell
+    # choice by DR-pseudo-outcome loss from block sums, and the effects chosen in place
+    params = {"n_estimators": 30}
+    kw = {"learner": "auto", "candidates": ("t", "dr"), "n_folds": n_folds,
+          "base_params": params, "progress": False}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(**kw).fit(data)
+    b = px.EffectModel(**kw).fit(sim.data)
+    assert a.selection_.learner.tolist() == b.selection_.learner.tolist()
+    assert (b.selection_.loss_dr != b.selection_.loss_t).all()  # two real learners compared
+    losses = [c for c in b.selection_.columns if c.startswith("loss_")]
+    np.testing.assert_allclose(a.selection_[losses], b.selection_[losses], rtol=1e-9)
+    fresh = px.simulate("notifications", n_units=3000, seed=13).frame
+    np.testing.assert_allclose(a.predict(fresh), b.predict(fresh), rtol=0, atol=1e-12)
+    dr_a = px.EffectModel(learner="dr", n_folds=n_folds, base_params=params,
+                          progress=False).fit(data)
+    dr_b = px.EffectModel(learner="dr", n_folds=n_folds, base_params=params,
+                          progress=False).fit(sim.data)
+    np.testing.assert_allclose(dr_a.predict(fresh), dr_b.predict(fresh), rtol=0, atol=1e-12)
+    policy = px.LinearPolicy(sim.data.spec, weights=WEIGHTS)
+    va, vb = px.evaluate_policy(policy, data, a), px.evaluate_policy(policy, sim.data, b)
+    np.testing.assert_allclose(va.lift, vb.lift, rtol=1e-9, atol=1e-12)

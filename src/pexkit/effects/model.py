@@ -283,13 +283,15 @@ class EffectModel:
         return self
 
     def _fit_on_cluster(self, data: Any, learners: tuple[str, ...]) -> EffectModel:
-        from pexkit.execution.dask import fit_t
+        from pexkit.execution.dask import fit_cluster
 
-        if learners != ("t",):
+        other = [name for name in learners if name not in ("t", "dr")]
+        if other:
             raise InvalidParameterError(
-                f"on a cluster, EffectModel fits learner='t' so far; got learner="
-                f"{self.learner!r}. Use EffectModel(learner='t') for a DistributedLog, or "
-                "fit the other learners on a LoggedData in one process."
+                f"on a cluster, EffectModel fits the 't' and 'dr' learners so far; got "
+                f"learner={self.learner!r} with candidates {list(learners)}. Use "
+                "EffectModel(learner='auto', candidates=('t', 'dr')), learner='t' or "
+                "learner='dr' for a DistributedLog, or fit the others in one process."
             )
         need = 2 * self.n_folds
         few = {a: c for a, c in data.arm_counts.items() if c < need}
@@ -299,7 +301,7 @@ class EffectModel:
                 f"cross-fit with n_folds={self.n_folds}; found {few}. Collect more data or "
                 "lower n_folds."
             )
-        return fit_t(self, data)
+        return fit_cluster(self, data, learners)
 
     def fitted_learner(self, name: str) -> MetaLearner:
         """The fitted meta-learner ``name`` (one of ``learners_fitted_``)."""

@@ -7,16 +7,21 @@ one process), encoded with categories gathered from every part, and kept there
 as a :class:`Block` of arrays. The client holds futures, the encoder and a few
 counts: it never gathers the log.
 
-:func:`fit_t` fits the T-learner on such a log: the single process's
+:func:`fit_cluster` fits the T- and DR-learners on such a log (and
+``learner="auto"`` between them, per cell, by the same loss and 2-SE rule as
+one process, from sums over the blocks): the single process's
 stratified folds (drawn on one worker from the arm column alone, over the
 parts in order) and its feature bins (found on the same fixed-seed sample of
 at most 200,000 rows), one task per (fold, arm) that receives only the rows its
 outcome models need (selected where they live, then moved between workers),
-and the out-of-fold outcome predictions and doubly robust scores computed in
-place, block by block.
-Average effects (:func:`ate`) and a policy's value (:func:`evaluate_policy`)
-are map-reduce sums over the blocks, the same moments the single-process
-estimators use.
+and the out-of-fold outcome predictions, doubly robust scores, DR targets and
+effects computed in place, block by block. The DR chain's second stages are
+one task per held-out fold. With the same folds, bins, row order and seeds as
+one process, the models are the single process's models. ``selection_rows``
+does not apply here: the candidates are compared on every unit.
+Average effects (:func:`ate`), a policy's value (:func:`evaluate_policy`) and
+the batches of a Pareto search (:class:`ClusterEvaluator`) are map-reduce sums
+over the blocks, the same moments the single-process estimators use.
 
 This module is the only one in pexkit that imports dask.
 """
@@ -43,7 +48,10 @@ if TYPE_CHECKING:
     from pexkit.effects.model import EffectModel
     from pexkit.evaluation.evaluate import PolicyValue
 
-__all__ = ["Block", "DistributedLog", "ate", "evaluate_policy", "fit_t", "read_parquet"]
+__all__ = [
+    "Block", "ClusterEvaluator", "DistributedLog", "ate", "evaluate_policy", "fit_cluster",
+    "read_parquet",
+]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -61,6 +69,9 @@ class Block:
     folds: IntArray | None = None
     mu: FloatArray | None = None  # out-of-fold outcome predictions (n_p, K, M)
     scores: FloatArray | None = None  # doubly robust scores (n_p, K, M)
+    dr_targets: FloatArray | None = None  # DR second-stage targets per held-out fold (F, n_p, K, M)
+    oof: dict[str, FloatArray] | None = None  # out-of-fold effects per learner (n_p, K, M)
+    effects: FloatArray | None = None  # the chosen learners' out-of-fold effects (n_p, K, M)
 
 
 @dataclass
@@ -273,16 +284,72 @@ def _bin_sample(cap: int, *Xs: FloatArray) -> FloatArray:
     return X if rows is None else X[rows]
 
 
-def _fit_cell(
-    fold: int, arm: int, base: str, params: dict[str, Any] | None, categorical: list[int],
-    seed: int, sample: FloatArray, *pieces: tuple[FloatArray, FloatArray],
+def _fit_models(
+    base_params: dict[str, Any] | None, categorical: list[int], seeds: list[int],
+    sample: FloatArray, *pieces: tuple[FloatArray, FloatArray],
 ) -> list[Any]:
+    """One model per target column of the pieces' rows (concatenated in part order)."""
     X = np.concatenate([p[0] for p in pieces])
     Y = np.concatenate([p[1] for p in pieces])
-    learner = LightGBMLearner(params, 1)
+    learner = LightGBMLearner(base_params, 1)
     learner.bind(sample, categorical)  # the bins every model shares, as in one process
-    return [learner.fit_matrix(X, Y[:, m], seed + 7919 * fold + 31 * arm + m)
-            for m in range(Y.shape[1])]
+    return [learner.fit_matrix(X, Y[:, j], s) for j, s in enumerate(seeds)]
+
+
+def _rows_pair(block: Block, f: int, g: int, arm: int) -> tuple[FloatArray, FloatArray]:
+    assert block.folds is not None
+    keep = (block.folds != f) & (block.folds != g) & (block.treatment == arm)
+    return block.X[keep], block.outcomes[keep]
+
+
+def _dr_targets(block: Block, sources: dict[tuple[int, int], Any], n_folds: int,
+                base_params: Any) -> Block:
+    """Each held-out fold's DR targets on the other folds' rows (the single process's chain)."""
+    assert block.folds is not None
+    learner = LightGBMLearner(base_params, 1)
+    n_p = block.X.shape[0]
+    K, M = len(next(iter(sources.values()))), block.outcomes.shape[1]
+    targets = np.full((n_folds, n_p, K, M), np.nan)
+    for f in range(n_folds):
+        mu_train = np.zeros((n_p, K, M))
+        for g in range(n_folds):
+            rows = np.flatnonzero(block.folds == g)
+            if g == f or not rows.size:
+                continue
+            models = sources[(f, g)]
+            Xg = block.X[rows]
+            for k in range(K):
+                for m in range(M):
+                    mu_train[rows, k, m] = learner.predict(models[k][m], Xg)
+        train = np.flatnonzero(block.folds != f)
+        sc = doubly_robust_scores(mu_train[train], block.treatment[train],
+                                  block.propensity[train], block.outcomes[train])
+        targets[f, train] = sc - sc[:, :1, :]
+    return replace(block, dr_targets=targets)
+
+
+def _dr_rows(block: Block, f: int) -> tuple[FloatArray, FloatArray]:
+    assert block.folds is not None and block.dr_targets is not None
+    keep = block.folds != f
+    tg = block.dr_targets[f][keep][:, 1:, :]
+    return block.X[keep], tg.reshape(tg.shape[0], -1)
+
+
+def _dr_oof(block: Block, models: list[list[list[Any]]], base_params: Any) -> Block:
+    """Out-of-fold DR effects: rows of fold f from the second stage held out on f."""
+    assert block.folds is not None and block.mu is not None
+    learner = LightGBMLearner(base_params, 1)
+    oof = np.zeros_like(block.mu)
+    for f in range(len(models[1][0])):
+        rows = np.flatnonzero(block.folds == f)
+        if rows.size:
+            Xf = block.X[rows]
+            for k in range(1, oof.shape[1]):
+                for m in range(oof.shape[2]):
+                    oof[rows, k, m] = learner.predict(models[k][m][f], Xf)
+    done = dict(block.oof or {})
+    done["dr"] = oof
+    return replace(block, oof=done, dr_targets=None)
 
 
 def _oof(block: Block, models: list[list[list[Any]]], base: str, params: Any) -> Block:
@@ -298,11 +365,16 @@ def _oof(block: Block, models: list[list[list[Any]]], base: str, params: Any) ->
                 for m in range(n_out):
                     mu[rows, k, m] = learner.predict(models[f][k][m], Xf)
     scores = doubly_robust_scores(mu, block.treatment, block.propensity, block.outcomes)
-    return replace(block, mu=mu, scores=scores)
+    return replace(block, mu=mu, scores=scores, oof={"t": mu - mu[:, :1, :]})
 
 
-def fit_t(model: EffectModel, data: DistributedLog) -> EffectModel:
-    """Fit ``model`` (learner ``"t"``) on a :class:`DistributedLog`; see the module docstring."""
+def _gather_models(client: Any, futures: list[Any]) -> list[list[Any]]:
+    return [list(models) for models in client.gather(futures)]
+
+
+def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, ...]) -> EffectModel:
+    """Fit ``model`` on a :class:`DistributedLog` (learners ``t`` and ``dr``, chosen per cell as
+    in one process); see the module docstring."""
     spec = data.spec
     client = _as_any(data.client)
     n_treat, n_out, n_folds = spec.n_treatments, spec.n_outcomes, model.n_folds
@@ -311,50 +383,155 @@ def fit_t(model: EffectModel, data: DistributedLog) -> EffectModel:
         raise InvalidParameterError(
             f"on a cluster, EffectModel fits base='lightgbm' so far; got base={model.base!r}."
         )
+    params = model.base_params
     arms = client.map(_treatment, data.blocks)
     folds = client.submit(_global_folds, n_folds, seed, *arms, pure=False)
     blocks = [client.submit(_with_folds, b, folds, i) for i, b in enumerate(data.blocks)]
     del arms
     categorical = data.encoder.categorical_indices
-    cells = [(f, k) for f in range(n_folds) for k in range(n_treat)]
     sample = client.submit(_bin_sample, boosting.BIN_SAMPLE,
                            *client.map(_features, data.blocks), pure=False)
-    fitted = []
-    for f, k in cells:
-        pieces = client.map(_rows_for, blocks, fold=f, arm=k)
-        fitted.append(client.submit(_fit_cell, f, k, model.base, model.base_params,
-                                    categorical, seed, sample, *pieces, pure=False))
-    per_cell = client.gather(fitted)
-    models: list[list[list[Any]]] = [[[None] * n_out for _ in range(n_treat)]
-                                     for _ in range(n_folds)]
-    for (f, k), fold_models in zip(cells, per_cell, strict=True):
-        models[f][k] = list(fold_models)
-    shared = client.scatter(models, broadcast=True)
-    blocks = client.map(_oof, blocks, models=shared, base=model.base, params=model.base_params)
+    # outcome models per (fold, arm): the T-learner, the DR scores, the DR chain
+    cells = [(f, k) for f in range(n_folds) for k in range(n_treat)]
+    futures = [
+        client.submit(_fit_models, params, categorical,
+                      [seed + 7919 * f + 31 * k + m for m in range(n_out)], sample,
+                      *client.map(_rows_for, blocks, fold=f, arm=k), pure=False)
+        for f, k in cells
+    ]
+    models: list[list[list[Any]]] = [[[] for _ in range(n_treat)] for _ in range(n_folds)]
+    for (f, k), fold_models in zip(cells, _gather_models(client, futures), strict=True):
+        models[f][k] = fold_models
+    blocks = client.map(_oof, blocks, models=client.scatter(models, broadcast=True),
+                        base=model.base, params=params)
+    state: dict[str, Any] = {"t": None}
+    if "dr" in learners:
+        blocks, state["dr"] = _fit_dr(client, blocks, models, model, categorical, sample)
+    chosen, selection, blocks = _select(client, blocks, learners, spec)
     from distributed import wait
 
     _as_any(wait)(blocks)
-    base = make_base_learner(model.base, model.base_params, model.n_jobs)
     model.spec_ = spec
     model.encoder_ = data.encoder
     model.outcome_models_ = models
-    model.learners_fitted_ = {"t": None}
+    model.learners_fitted_ = {name: state[name] for name in learners}
     model.arm_shares_ = data.arm_totals / data.n_units
-    chosen = np.empty((n_treat, n_out), dtype=object)
-    chosen[1:, :] = "t"
     model.chosen_ = chosen
-    model.selection_ = pd.DataFrame([
-        {"treatment": spec.arms[k], "outcome": spec.outcome_names[m], "learner": "t"}
-        for k in range(1, n_treat) for m in range(n_out)
-    ])
+    model.selection_ = selection
     model.selection_probe_ = None
     # the per-unit arrays stay on the workers, in the blocks
     for name in ("folds_", "mu_oof_", "scores_", "effects_"):
         setattr(model, name, None)
     model.distributed_ = DistributedFit(data=data, blocks=blocks)
     setattr(model, "data_", data)  # noqa: B010 (a DistributedLog where one process keeps a LoggedData)
-    model._base = base
+    model._base = make_base_learner(model.base, params, model.n_jobs)
     return model
+
+
+def _fit_dr(
+    client: Any, blocks: list[Any], models: list[list[list[Any]]], model: EffectModel,
+    categorical: list[int], sample: Any,
+) -> tuple[list[Any], list[list[list[Any]]]]:
+    """The DR-learner's honest chain (``DRLearner.fit``), one task per model group."""
+    n_folds, n_treat, n_out = len(models), len(models[0]), len(models[0][0])
+    seed, params = int(model.random_state), model.base_params
+    if n_folds >= 3:  # outcome models that saw neither the held-out fold nor the target's
+        keys = [(f, g, k) for f in range(n_folds) for g in range(f + 1, n_folds)
+                for k in range(n_treat)]
+        futures = [
+            client.submit(_fit_models, params, categorical,
+                          [seed + 104729 + 7919 * f + 613 * g + 31 * k + m for m in range(n_out)],
+                          sample, *client.map(_rows_pair, blocks, f=f, g=g, arm=k), pure=False)
+            for f, g, k in keys
+        ]
+        pairs: dict[tuple[int, int], list[list[Any]]] = {}
+        for (f, g, k), fitted in zip(keys, _gather_models(client, futures), strict=True):
+            pairs.setdefault((f, g), [[] for _ in range(n_treat)])[k] = fitted
+        sources = {(f, g): pairs[(min(f, g), max(f, g))]
+                   for f in range(n_folds) for g in range(n_folds) if f != g}
+    else:
+        sources = {(f, g): models[f] for f in range(n_folds) for g in range(n_folds) if f != g}
+    blocks = client.map(_dr_targets, blocks, sources=client.scatter(sources, broadcast=True),
+                        n_folds=n_folds, base_params=params)
+    cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
+    futures = [
+        client.submit(_fit_models, params, categorical,
+                      [seed + 101 * f + 13 * k + m for k, m in cells], sample,
+                      *client.map(_dr_rows, blocks, f=f), pure=False)
+        for f in range(n_folds)
+    ]
+    dr: list[list[list[Any]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
+    for fitted in _gather_models(client, futures):  # fold order
+        for (k, m), md in zip(cells, fitted, strict=True):
+            dr[k][m].append(md)
+    blocks = client.map(_dr_oof, blocks, models=client.scatter(dr, broadcast=True),
+                        base_params=params)
+    return blocks, dr
+
+
+def _loss_sums(block: Block, learners: tuple[str, ...]) -> FloatArray:
+    assert block.scores is not None and block.oof is not None
+    pseudo = block.scores - block.scores[:, :1, :]
+    out = [((pseudo - block.oof[name]) ** 2).sum(axis=0) for name in learners]
+    return np.stack([*out, pseudo.sum(axis=0), (pseudo**2).sum(axis=0)])
+
+
+def _diff_sums(block: Block, overall: str, best: dict[tuple[int, int], str]) -> FloatArray:
+    assert block.scores is not None and block.oof is not None
+    pseudo = block.scores - block.scores[:, :1, :]
+    out = np.zeros((2, *pseudo.shape[1:]))
+    for (k, m), name in best.items():
+        diff = ((pseudo[:, k, m] - block.oof[overall][:, k, m]) ** 2
+                - (pseudo[:, k, m] - block.oof[name][:, k, m]) ** 2)
+        out[0, k, m] = diff.sum()
+        out[1, k, m] = (diff**2).sum()
+    return out
+
+
+def _choose(block: Block, chosen: NDArray[Any]) -> Block:
+    assert block.oof is not None and block.mu is not None
+    effects = np.zeros_like(block.mu)
+    for k in range(1, chosen.shape[0]):
+        for m in range(chosen.shape[1]):
+            effects[:, k, m] = block.oof[str(chosen[k, m])][:, k, m]
+    return replace(block, effects=effects, oof=None)
+
+
+def _select(
+    client: Any, blocks: list[Any], learners: tuple[str, ...], spec: ExperimentSpec
+) -> tuple[NDArray[Any], pd.DataFrame, list[Any]]:
+    """``EffectModel.fit``'s choice per cell (DR-pseudo-outcome loss, 2-SE rule) from block sums."""
+    n_treat, n_out = spec.n_treatments, spec.n_outcomes
+    sums = np.sum(client.gather(client.map(_loss_sums, blocks, learners=learners)), axis=0)
+    n = float(np.sum(client.gather(client.map(lambda b: b.treatment.shape[0], blocks))))
+    cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
+    loss = {name: sums[i] / n for i, name in enumerate(learners)}
+    p_mean, p_sq = sums[-2] / n, sums[-1] / n
+    scale = {c: float(p_sq[c] - p_mean[c] ** 2) or 1.0 for c in cells}
+    overall = min(learners, key=lambda name: sum(loss[name][c] / scale[c] for c in cells))
+    best = {c: min(learners, key=lambda name: float(loss[name][c])) for c in cells}
+    differs = {c: b for c, b in best.items() if b != overall}
+    z = np.zeros((n_treat, n_out))
+    if differs:
+        d = np.sum(client.gather(client.map(_diff_sums, blocks, overall=overall, best=differs)),
+                   axis=0)
+        for c in differs:
+            mean = d[0][c] / n
+            sd = np.sqrt(max(d[1][c] - n * mean**2, 0.0) / (n - 1))
+            z[c] = mean / (sd / np.sqrt(n) + 1e-300)
+    chosen = np.empty((n_treat, n_out), dtype=object)
+    rows = []
+    for k, m in cells:
+        pick = best[(k, m)] if z[k, m] > 2.0 else overall
+        chosen[k, m] = pick
+        rows.append({
+            "treatment": spec.arms[k], "outcome": spec.outcome_names[m], "learner": pick,
+            "best_in_cell": best[(k, m)], "overall_best": overall,
+            "z_vs_overall": float(z[k, m]) if best[(k, m)] != overall else 0.0,
+            **{f"loss_{name}": float(loss[name][k, m]) for name in learners},
+        })
+    blocks = client.map(_choose, blocks, chosen=chosen)
+    return chosen, pd.DataFrame(rows), blocks
 
 
 @dataclass
@@ -395,9 +572,8 @@ def ate(model: EffectModel, alpha: float) -> pd.DataFrame:
 def _policy_block(block: Block, policy: Any) -> FloatArray:
     from pexkit.evaluation.kernels import policy_sums
 
-    assert block.mu is not None and block.scores is not None
-    tau = block.mu - block.mu[:, :1, :]
-    actions = np.asarray(policy.choose(tau), dtype=np.int64)
+    assert block.mu is not None and block.scores is not None and block.effects is not None
+    actions = np.asarray(policy.choose(block.effects), dtype=np.int64)
     n_treat = block.mu.shape[1]
     counts = np.bincount(actions, minlength=n_treat).astype(np.float64)
     return np.concatenate([policy_sums(block.scores, actions), counts])
@@ -443,8 +619,8 @@ def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
 
 # ----------------------------------------------------------- policy search
 def _effect_sums(block: Block) -> FloatArray:
-    assert block.mu is not None and block.scores is not None
-    tau = block.mu - block.mu[:, :1, :]
+    assert block.effects is not None and block.scores is not None
+    tau = block.effects
     control = np.zeros_like(tau[0])
     control[0] = block.scores[:, 0, :].sum(axis=0)
     return np.stack([tau.sum(axis=0), (tau**2).sum(axis=0), control])
@@ -453,8 +629,8 @@ def _effect_sums(block: Block) -> FloatArray:
 def _batch_block(block: Block, sw: FloatArray, const: FloatArray) -> FloatArray:
     from pexkit.evaluation.kernels import batch_sums
 
-    assert block.mu is not None and block.scores is not None
-    return batch_sums(block.mu - block.mu[:, :1, :], block.scores, sw, const)
+    assert block.effects is not None and block.scores is not None
+    return batch_sums(block.effects, block.scores, sw, const)
 
 
 def _single_block(block: Block) -> FloatArray:
