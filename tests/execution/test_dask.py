@@ -128,13 +128,20 @@ def test_above_the_bin_sample_the_answers_are_still_the_single_process_ones(
 def test_what_the_cluster_cannot_do_yet_says_so(client: Any, sim: px.Simulation,
                                                 parts: Path) -> None:
     data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
-    with pytest.raises(InvalidParameterError, match="'t' and 'dr' learners so far"):
-        px.EffectModel(learner="auto", progress=False).fit(data)
     model = px.EffectModel(learner="t", base_params={"n_estimators": 5}, progress=False).fit(data)
     with pytest.raises(InvalidParameterError, match="stay on the cluster"):
         model.predict(data)
     with pytest.raises(InvalidParameterError, match="estimator='dr'"):
         px.evaluate_policy(px.LinearPolicy(sim.data.spec), data, model, estimator="ips")
+    with pytest.raises(InvalidParameterError, match="does not run on a cluster yet"):
+        px.distill(px.LinearPolicy(sim.data.spec), model)
+    with pytest.raises(InvalidParameterError, match="does not run on a cluster yet"):
+        px.segments(model)
+    n_params = px.LinearPolicy(sim.data.spec).n_params
+    params = np.random.default_rng(0).uniform(0, 1, size=(20, n_params))
+    many = px.evaluate_policies(params, data, model)
+    one = px.evaluate_policy(px.LinearPolicy.from_vector(sim.data.spec, params[3]), data, model)
+    np.testing.assert_allclose(many.lift[3], one.lift, rtol=1e-9, atol=1e-12)
     with pytest.raises(InvalidParameterError, match="a dask.distributed Client"):
         px.LoggedData.from_parquet(parts, sim.data.spec, cluster="tcp://nowhere:1")
     assert isinstance(pd.DataFrame(model.ate()), pd.DataFrame)
@@ -183,6 +190,25 @@ def test_auto_between_t_and_dr_on_the_cluster_is_the_single_process_fit(
     dr_b = px.EffectModel(learner="dr", n_folds=n_folds, base_params=params,
                           progress=False).fit(sim.data)
     np.testing.assert_allclose(dr_a.predict(fresh), dr_b.predict(fresh), rtol=0, atol=1e-12)
+    policy = px.LinearPolicy(sim.data.spec, weights=WEIGHTS)
+    va, vb = px.evaluate_policy(policy, data, a), px.evaluate_policy(policy, sim.data, b)
+    np.testing.assert_allclose(va.lift, vb.lift, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("learner", ["x", "s", "auto"])
+def test_every_learner_on_the_cluster_is_the_single_process_fit(
+    client: Any, sim: px.Simulation, parts: Path, learner: str
+) -> None:
+    params = {"n_estimators": 25}
+    kw = {"learner": learner, "base_params": params, "progress": False}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(**kw).fit(data)
+    b = px.EffectModel(**kw).fit(sim.data)
+    assert a.selection_.learner.tolist() == b.selection_.learner.tolist()
+    losses = [c for c in b.selection_.columns if c.startswith("loss_")]
+    np.testing.assert_allclose(a.selection_[losses], b.selection_[losses], rtol=1e-9)
+    fresh = px.simulate("notifications", n_units=3000, seed=14).frame
+    np.testing.assert_allclose(a.predict(fresh), b.predict(fresh), rtol=0, atol=1e-12)
     policy = px.LinearPolicy(sim.data.spec, weights=WEIGHTS)
     va, vb = px.evaluate_policy(policy, data, a), px.evaluate_policy(policy, sim.data, b)
     np.testing.assert_allclose(va.lift, vb.lift, rtol=1e-9, atol=1e-12)

@@ -33,7 +33,7 @@ from pexkit.effects.learners import (
 )
 from pexkit.effects.nuisance import doubly_robust_scores, fit_outcome_models, make_folds
 from pexkit.exceptions import InvalidDataError, InvalidParameterError, NotFittedError
-from pexkit.execution import is_distributed
+from pexkit.execution import is_distributed, refuse_distributed
 from pexkit.spec import ExperimentSpec
 
 __all__ = ["LEARNERS", "EffectModel"]
@@ -285,14 +285,6 @@ class EffectModel:
     def _fit_on_cluster(self, data: Any, learners: tuple[str, ...]) -> EffectModel:
         from pexkit.execution.dask import fit_cluster
 
-        other = [name for name in learners if name not in ("t", "dr")]
-        if other:
-            raise InvalidParameterError(
-                f"on a cluster, EffectModel fits the 't' and 'dr' learners so far; got "
-                f"learner={self.learner!r} with candidates {list(learners)}. Use "
-                "EffectModel(learner='auto', candidates=('t', 'dr')), learner='t' or "
-                "learner='dr' for a DistributedLog, or fit the others in one process."
-            )
         need = 2 * self.n_folds
         few = {a: c for a, c in data.arm_counts.items() if c < need}
         if few:
@@ -408,6 +400,7 @@ class EffectModel:
         overlaps it is recognized row by row (:mod:`pexkit.effects.insample`).
         """
         self._check_fitted()
+        refuse_distributed(data, "matching rows to the training log")
         if data is self.data_:
             return np.arange(data.n_units, dtype=np.int64)
         from pexkit.effects.insample import match_rows, row_keys
@@ -439,6 +432,7 @@ class EffectModel:
     ) -> FloatArray:
         """``oof[row]`` for training rows of ``data``; ``predict`` on the others."""
         self._check_fitted()
+        refuse_distributed(data, "per-unit effects or outcomes of a DistributedLog")
         if data is self.data_:
             return np.asarray(oof)
         rows = self.training_rows(data) if rows is None else rows

@@ -383,6 +383,22 @@ def evaluate_policies(
             f"evaluate_policies needs a linear estimator (dr, ips, dm); got "
             f"{estimator!r}. Call evaluate_policy per policy for snips."
         )
+    if is_distributed(data):
+        arr = None if isinstance(policies, list | tuple) else np.asarray(policies)
+        if est.name != "dr" or scores is not None or tau is not None or model is None or (
+            arr is not None and not np.issubdtype(arr.dtype, np.floating)
+        ):
+            raise InvalidParameterError(
+                "on a cluster, evaluate_policies takes LinearPolicy objects or parameter "
+                "vectors with model=..., estimator='dr', no scores or tau (actions per unit "
+                "would have to come to this process)."
+            )
+        from pexkit.execution.dask import ClusterEvaluator
+
+        values: PolicyValues = ClusterEvaluator(model, cast(Any, data)).evaluate(
+            policies if arr is None else arr
+        )
+        return values
     sc = _resolve_scores(data, model, scores)
     n, n_treat, n_out = sc.n_units, sc.spec.n_treatments, sc.spec.n_outcomes
     table = est.table(sc)

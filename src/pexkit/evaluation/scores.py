@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel, doubly_robust_scores
 from pexkit.exceptions import InvalidDataError
+from pexkit.execution import refuse_distributed
 from pexkit.spec import ExperimentSpec
 
 __all__ = ["PolicyScores", "build_scores"]
@@ -82,6 +83,7 @@ def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
     predictions are used, so no row is scored by a model that saw it; on new
     rows the fold-averaged outcome models predict.
     """
+    refuse_distributed(data, "build_scores")
     if not isinstance(data, LoggedData):
         raise InvalidDataError(
             f"'data' must be a LoggedData; got {type(data).__name__}."

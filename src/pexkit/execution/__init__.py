@@ -6,7 +6,7 @@ so the rest of pexkit can ask :func:`is_distributed` without the import.
 
 from typing import Any
 
-__all__ = ["is_distributed"]
+__all__ = ["is_distributed", "refuse_distributed"]
 
 
 def is_distributed(data: Any) -> bool:
@@ -14,3 +14,16 @@ def is_distributed(data: Any) -> bool:
     return type(data).__name__ == "DistributedLog" and type(data).__module__ == (
         "pexkit.execution.dask"
     )
+
+
+def refuse_distributed(data: Any, what: str) -> None:
+    """Raise a clear error when ``what`` is asked of a log that lives on a cluster."""
+    if is_distributed(data):
+        from pexkit.exceptions import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"{what} does not run on a cluster yet: its per-unit arrays would have to come "
+            "to this process. On a DistributedLog, fit EffectModel, then use model.ate(), "
+            "px.evaluate_policy, px.evaluate_policies and px.optimize_policies there; for "
+            f"{what}, load a sample of the log with LoggedData.from_frame."
+        )

@@ -40,6 +40,7 @@ from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.data.logged import sample_ratio_test
 from pexkit.effects import boosting
 from pexkit.effects.boosting import LightGBMLearner, make_base_learner
+from pexkit.effects.learners.x import x_weight
 from pexkit.effects.nuisance import doubly_robust_scores, make_folds
 from pexkit.exceptions import InvalidDataError, InvalidParameterError, SampleRatioMismatchWarning
 from pexkit.spec import ExperimentSpec
@@ -70,6 +71,7 @@ class Block:
     mu: FloatArray | None = None  # out-of-fold outcome predictions (n_p, K, M)
     scores: FloatArray | None = None  # doubly robust scores (n_p, K, M)
     dr_targets: FloatArray | None = None  # DR second-stage targets per held-out fold (F, n_p, K, M)
+    x_targets: FloatArray | None = None  # X-learner imputed effects per held-out fold (F, n_p, K, M)
     oof: dict[str, FloatArray] | None = None  # out-of-fold effects per learner (n_p, K, M)
     effects: FloatArray | None = None  # the chosen learners' out-of-fold effects (n_p, K, M)
 
@@ -352,6 +354,85 @@ def _dr_oof(block: Block, models: list[list[list[Any]]], base_params: Any) -> Bl
     return replace(block, oof=done, dr_targets=None)
 
 
+def _x_targets(block: Block, models: list[list[list[Any]]], base_params: Any) -> Block:
+    """Imputed effects for each held-out fold f (``XLearner.fit``): on a treated row of arm k,
+    ``Y - mu_0``; on a control row, ``mu_k - Y`` for every k; both from fold f's models."""
+    assert block.folds is not None
+    learner = LightGBMLearner(base_params, 1)
+    n_folds, n_treat, n_out = len(models), len(models[0]), len(models[0][0])
+    T, Y = block.treatment, block.outcomes
+    targets = np.full((n_folds, T.shape[0], n_treat, n_out), np.nan)
+    for f in range(n_folds):
+        out = block.folds != f
+        control = np.flatnonzero(out & (T == 0))
+        for k in range(1, n_treat):
+            treated = np.flatnonzero(out & (k == T))
+            for m in range(n_out):
+                if treated.size:
+                    mu0 = learner.predict(models[f][0][m], block.X[treated])
+                    targets[f, treated, k, m] = Y[treated, m] - mu0
+                if control.size:
+                    muk = learner.predict(models[f][k][m], block.X[control])
+                    targets[f, control, k, m] = muk - Y[control, m]
+    return replace(block, x_targets=targets)
+
+
+def _x_rows(block: Block, f: int, k: int, arm: int) -> tuple[FloatArray, FloatArray]:
+    """Rows of ``arm`` (k: the treated model; 0: the control model) outside fold f."""
+    assert block.folds is not None and block.x_targets is not None
+    keep = (block.folds != f) & (block.treatment == arm)
+    return block.X[keep], block.x_targets[f][keep][:, k, :]
+
+
+def _x_oof(block: Block, models: list[list[list[tuple[Any, Any]]]], weights: FloatArray,
+           base_params: Any) -> Block:
+    assert block.folds is not None and block.mu is not None
+    learner = LightGBMLearner(base_params, 1)
+    oof = np.zeros_like(block.mu)
+    for f in range(len(models[1][0])):
+        rows = np.flatnonzero(block.folds == f)
+        if rows.size:
+            Xf = block.X[rows]
+            for k in range(1, oof.shape[1]):
+                g = weights[k]
+                for m in range(oof.shape[2]):
+                    tau0, tau1 = models[k][m][f]
+                    oof[rows, k, m] = (g * learner.predict(tau0, Xf)
+                                       + (1 - g) * learner.predict(tau1, Xf))
+    done = dict(block.oof or {})
+    done["x"] = oof
+    return replace(block, oof=done, x_targets=None)
+
+
+def _with_arm_column(block: Block) -> FloatArray:
+    return np.column_stack([block.X, block.treatment.astype(np.float64)])
+
+
+def _s_rows(block: Block, f: int) -> tuple[FloatArray, FloatArray]:
+    assert block.folds is not None
+    keep = block.folds != f
+    return _with_arm_column(block)[keep], block.outcomes[keep]
+
+
+def _s_oof(block: Block, models: list[list[Any]], base_params: Any) -> Block:
+    assert block.folds is not None and block.mu is not None
+    learner = LightGBMLearner(base_params, 1)
+    oof = np.zeros_like(block.mu)
+    n_treat = oof.shape[1]
+    for f in range(len(models[0])):
+        rows = np.flatnonzero(block.folds == f)
+        if rows.size:
+            Xf = block.X[rows]
+            at = [np.column_stack([Xf, np.full(rows.size, float(k))]) for k in range(n_treat)]
+            for m in range(oof.shape[2]):
+                base = learner.predict(models[m][f], at[0])
+                for k in range(1, n_treat):
+                    oof[rows, k, m] = learner.predict(models[m][f], at[k]) - base
+    done = dict(block.oof or {})
+    done["s"] = oof
+    return replace(block, oof=done)
+
+
 def _oof(block: Block, models: list[list[list[Any]]], base: str, params: Any) -> Block:
     assert block.folds is not None
     learner = make_base_learner(base, params, 1)
@@ -407,6 +488,12 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
     state: dict[str, Any] = {"t": None}
     if "dr" in learners:
         blocks, state["dr"] = _fit_dr(client, blocks, models, model, categorical, sample)
+    if "x" in learners:
+        weights = np.array([0.0] + [x_weight(data.arm_totals / data.n_units, k)
+                                    for k in range(1, n_treat)])
+        blocks, state["x"] = _fit_x(client, blocks, models, model, categorical, sample, weights)
+    if "s" in learners:
+        blocks, state["s"] = _fit_s(client, blocks, data, model)
     chosen, selection, blocks = _select(client, blocks, learners, spec)
     from distributed import wait
 
@@ -467,6 +554,61 @@ def _fit_dr(
     blocks = client.map(_dr_oof, blocks, models=client.scatter(dr, broadcast=True),
                         base_params=params)
     return blocks, dr
+
+
+def _fit_x(
+    client: Any, blocks: list[Any], models: list[list[list[Any]]], model: EffectModel,
+    categorical: list[int], sample: Any, weights: FloatArray,
+) -> tuple[list[Any], list[list[list[tuple[Any, Any]]]]]:
+    """The X-learner (``XLearner.fit``): imputed effects where the rows are, two models per
+    (fold, arm, outcome) fitted in one task per (fold, arm, side)."""
+    n_folds, n_treat, n_out = len(models), len(models[0]), len(models[0][0])
+    seed, params = int(model.random_state), model.base_params
+    blocks = client.map(_x_targets, blocks, models=client.scatter(models, broadcast=True),
+                        base_params=params)
+    keys = [(f, k, side) for f in range(n_folds) for k in range(1, n_treat) for side in (1, 0)]
+    futures = [
+        client.submit(
+            _fit_models, params, categorical,
+            [seed + 211 * f + 17 * k + m + (0 if side else 1) for m in range(n_out)], sample,
+            *client.map(_x_rows, blocks, f=f, k=k, arm=k if side else 0), pure=False,
+        )
+        for f, k, side in keys
+    ]
+    fitted = dict(zip(keys, _gather_models(client, futures), strict=True))
+    xs: list[list[list[tuple[Any, Any]]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
+    for f in range(n_folds):
+        for k in range(1, n_treat):
+            for m in range(n_out):
+                xs[k][m].append((fitted[(f, k, 0)][m], fitted[(f, k, 1)][m]))  # (tau0, tau1)
+    blocks = client.map(_x_oof, blocks, models=client.scatter(xs, broadcast=True),
+                        weights=weights, base_params=params)
+    return blocks, xs
+
+
+def _fit_s(
+    client: Any, blocks: list[Any], data: DistributedLog, model: EffectModel
+) -> tuple[list[Any], tuple[Any, list[list[Any]]]]:
+    """The S-learner (``SLearner.fit``): one model per (fold, outcome) on x and the arm."""
+    n_folds, n_out = model.n_folds, data.n_outcomes
+    seed, params = int(model.random_state), model.base_params
+    p = data.encoder.categorical_indices
+    n_features = len(data.spec.features)
+    categorical = [*p, n_features]
+    sample = client.submit(_bin_sample, boosting.BIN_SAMPLE,
+                           *client.map(_with_arm_column, blocks), pure=False)
+    futures = [
+        client.submit(_fit_models, params, categorical,
+                      [seed + 307 * f + m for m in range(n_out)], sample,
+                      *client.map(_s_rows, blocks, f=f), pure=False)
+        for f in range(n_folds)
+    ]
+    per_fold = _gather_models(client, futures)
+    models = [[per_fold[f][m] for f in range(n_folds)] for m in range(n_out)]
+    blocks = client.map(_s_oof, blocks, models=client.scatter(models, broadcast=True),
+                        base_params=params)
+    s_base = make_base_learner(model.base, params, model.n_jobs)
+    return blocks, (s_base, models)
 
 
 def _loss_sums(block: Block, learners: tuple[str, ...]) -> FloatArray:
@@ -680,8 +822,8 @@ class ClusterEvaluator:
                             lift=lift, lift_se=lift_se, shares=sums[:, 4 * n_out:] / self.n,
                             estimator="dr", alpha=0.05)
 
-    def evaluate(self, policies: list[Any]) -> Any:
-        """``PolicyValues`` of a list of :class:`LinearPolicy` on the training log."""
+    def evaluate(self, policies: Any) -> Any:
+        """``PolicyValues`` of a list of :class:`LinearPolicy` (or flat parameter vectors)."""
         from pexkit.policy.linear import _batch_params
 
         sw, const = _batch_params(self.spec, policies)

@@ -24,6 +24,7 @@ from sklearn.tree import DecisionTreeRegressor
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.exceptions import InvalidDataError, InvalidParameterError
+from pexkit.execution import refuse_distributed
 from pexkit.explain._rules import condition, describe_path
 from pexkit.spec import ExperimentSpec
 
@@ -276,6 +277,7 @@ def _effects_for(
     """
     model._check_fitted()
     data = model.data_ if data is None else data
+    refuse_distributed(data, "this explanation (distill, segments, effect trees)")
     if not isinstance(data, LoggedData):
         raise InvalidDataError(
             f"'data' must be a LoggedData (or None for the model's own data); got "
