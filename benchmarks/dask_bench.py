@@ -59,7 +59,7 @@ def main() -> None:
     out: dict[str, Any] = {"rows": args.rows, "parts": args.parts, "workers": args.workers,
                            "machine": f"{psutil.cpu_count()} cores", "params": PARAMS}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
+                      dashboard_address=":0", host="127.0.0.1") as cluster, Client(cluster) as client:
         n = args.rows // args.parts
         client.gather(client.map(write_part, range(args.parts), n=n, root=tmp))
         size = sum(p.stat().st_size for p in Path(tmp).glob("*.parquet"))

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import pandas as pd
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import PolicyValue, build_scores, evaluate_policy
+from pexkit.execution import is_distributed
 from pexkit.optimize import Guardrail, ParetoFront, optimize_policies
 from pexkit.optimize.search import get_method
 from pexkit.policy import LinearPolicy
@@ -93,14 +94,22 @@ def analyze(
         progress=progress,
     ).fit(data)
     fit_seconds = time.perf_counter() - started
-    scores = build_scores(data, model)
     n = data.n_units
+    on_cluster = is_distributed(data)
     policies: dict[str, PolicyValue] = {}
-    for k, arm in enumerate(spec.arms):
-        label = f"all {arm}"
-        policies[label] = evaluate_policy(np.full(n, k), data, scores=scores)
     utility = LinearPolicy(spec, weights=weights)
-    policies["utility"] = evaluate_policy(utility.choose(model.effects_), data, scores=scores)
+    if on_cluster:  # sums over the parts, where they live
+        from pexkit.execution.dask import single_treatment_values
+
+        for arm, value in zip(spec.arms, single_treatment_values(model, cast(Any, data)),
+                              strict=True):
+            policies[f"all {arm}"] = value
+        policies["utility"] = evaluate_policy(utility, data, model)
+    else:
+        scores = build_scores(data, model)
+        for k, arm in enumerate(spec.arms):
+            policies[f"all {arm}"] = evaluate_policy(np.full(n, k), data, scores=scores)
+        policies["utility"] = evaluate_policy(utility.choose(model.effects_), data, scores=scores)
     ate = model.ate()
     summary: dict[str, Any] = {
         "experiment": spec.name,
@@ -137,6 +146,19 @@ def analyze(
     if out is not None:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
+        if on_cluster:
+            from pexkit.execution.dask import write_effects
+
+            (out_dir / "effects").mkdir(exist_ok=True)
+            write_effects(model, str(out_dir / "effects"), effect_columns(data))
+            summary["effects"] = "effects/ (one Parquet file per part, written by the workers)"
+            summary["report"] = ("not written on a cluster: the report plots per-unit data in "
+                                 "one process")
+            (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+            spec.to_yaml(out_dir / "spec.yaml")
+            if front is not None:
+                front.save(out_dir / "policies.json")
+            return AnalysisResult(data, model, ate, policies, summary, front, candidates)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         effects = pd.DataFrame(
             model.effects_[:, 1:, :].reshape(n, -1), columns=effect_columns(data)

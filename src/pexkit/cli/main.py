@@ -93,6 +93,7 @@ def analyze_cmd(
     candidates: Annotated[int, typer.Option(help="Policies picked for the online test.")] = 4,
     biases: Annotated[bool, typer.Option(help="Search per-treatment biases as well as weights.")] = True,
     guardrail: Annotated[list[str] | None, typer.Option(help="OUTCOME:MAX_CHANGE[:ci], e.g. unsubscribe:0.02 (repeatable).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Run on Dask: tcp://HOST:PORT of a scheduler, or local:N worker processes. LOG is then a Parquet file or a directory of parts; effects are written per part to OUT/effects/ and no report is written.", show_default=False)] = None,
 ) -> None:
     """Analyze an experiment log: per-user effects, policies, Pareto front and report.
 
@@ -102,16 +103,35 @@ def analyze_cmd(
     front and the candidates for an online test) and OUT/report.html.
     """
     experiment = ExperimentSpec.from_yaml(spec)
-    data = LoggedData.from_path(log, experiment)
-    result = analyze(
-        data, learner=learner, base=base, n_folds=folds, random_state=seed, out=out,
-        progress=progress, optimize=optimize, method=method, budget=budget,
-        n_candidates=candidates, biases=biases, guardrails=_guardrails(guardrail or []),
-    )
-    _print_result(result)
-    if json_path is not None:
-        json_path.write_text(json.dumps(result.summary, indent=2, default=float))
-    _print_front(result)
+    client = local = None
+    if cluster is not None:
+        from pexkit.execution.dask import connect
+
+        client, local = connect(cluster)
+    try:
+        if client is not None:
+            data: Any = LoggedData.from_parquet(log, experiment, cluster=client)
+        else:
+            data = LoggedData.from_path(log, experiment)
+        result = analyze(
+            data, learner=learner, base=base, n_folds=folds, random_state=seed, out=out,
+            progress=progress, optimize=optimize, method=method, budget=budget,
+            n_candidates=candidates, biases=biases, guardrails=_guardrails(guardrail or []),
+        )
+        _print_result(result)
+        if json_path is not None:
+            json_path.write_text(json.dumps(result.summary, indent=2, default=float))
+        _print_front(result)
+    finally:
+        if client is not None:
+            client.close()
+        if local is not None:
+            local.close()
+    if client is not None:
+        console.print(f"wrote {out / 'summary.json'} and {out / 'effects'}/ (one file per part)")
+        if result.front is not None:
+            console.print(f"wrote {out / 'policies.json'} (no report.html on a cluster)")
+        return
     console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
     if result.front is not None:
         console.print(f"wrote {out / 'policies.json'} and {out / 'report.html'}")

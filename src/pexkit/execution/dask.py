@@ -67,6 +67,7 @@ class Block:
     outcomes: FloatArray
     propensity: FloatArray
     unit_hash: NDArray[np.uint64]
+    units: NDArray[Any] | None = None  # the unit ids (the row number when the spec has none)
     folds: IntArray | None = None
     mu: FloatArray | None = None  # out-of-fold outcome predictions (n_p, K, M)
     scores: FloatArray | None = None  # doubly robust scores (n_p, K, M)
@@ -176,7 +177,7 @@ def _encode(part: LoggedData, encoder: FeatureEncoder, offset: int, by_row: bool
     X = encoder.matrix(encoder.transform(_features_frame(part)))
     ids = np.arange(offset, offset + part.n_units) if by_row else part.unit_ids
     return Block(X=X, treatment=part.treatment, outcomes=part.outcomes,
-                 propensity=part.propensity, unit_hash=_unit_hash(ids))
+                 propensity=part.propensity, unit_hash=_unit_hash(ids), units=ids)
 
 
 def _features_frame(part: LoggedData) -> pd.DataFrame:
@@ -834,3 +835,81 @@ class ClusterEvaluator:
         """``PolicyValues`` of sending every unit to arm k, for each k."""
         parts = self.client.map(_single_block, self.blocks)
         return self._values(np.sum(self.client.gather(parts), axis=0))
+
+
+# ------------------------------------------------------------------ outputs
+def _write_effects(block: Block, path: str, arms: list[str], columns: list[str]) -> int:
+    assert block.effects is not None
+    n = int(block.treatment.shape[0])
+    frame = pd.DataFrame(block.effects[:, 1:, :].reshape(n, -1), columns=columns)
+    frame.insert(0, "unit", block.units)
+    frame.insert(1, "treatment", np.asarray(arms)[block.treatment])
+    frame.to_parquet(path, index=False)
+    return n
+
+
+def write_effects(model: EffectModel, folder: str, columns: list[str]) -> list[str]:
+    """Each part's out-of-fold effects written by the worker that holds it (one file per part)."""
+    fit: DistributedFit = model.distributed_
+    client = _as_any(fit.data.client)
+    paths = [f"{folder}/part-{i:05d}.parquet" for i in range(len(fit.blocks))]
+    client.gather([
+        client.submit(_write_effects, b, p, list(model.spec_.arms), columns, pure=False)
+        for b, p in zip(fit.blocks, paths, strict=True)
+    ])
+    return paths
+
+
+def single_treatment_values(model: EffectModel, data: DistributedLog, alpha: float = 0.05
+                            ) -> list[PolicyValue]:
+    """The DR value of sending everyone to each arm, one :class:`PolicyValue` per arm."""
+    from scipy import stats
+
+    from pexkit.evaluation.evaluate import PolicyValue
+
+    values = ClusterEvaluator(model, data).single_treatments()
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    out = []
+    for k in range(data.n_treatments):
+        v, vs, lf, ls = values.value[k], values.value_se[k], values.lift[k], values.lift_se[k]
+        out.append(PolicyValue(
+            outcomes=data.spec.outcome_names, value=v, value_se=vs, lift=lf, lift_se=ls,
+            value_ci=np.column_stack([v - z * vs, v + z * vs]),
+            lift_ci=np.column_stack([lf - z * ls, lf + z * ls]),
+            share={a: float(j == k) for j, a in enumerate(data.spec.arms)},
+            estimator="dr", alpha=alpha, n_units=data.n_units,
+        ))
+    return out
+
+
+def connect(address: str) -> tuple[Any, Any]:
+    """``(client, cluster)`` for ``tcp://HOST:PORT`` (cluster None) or ``local:N`` (N workers)."""
+    import distributed
+
+    Client: Any = distributed.Client
+    LocalCluster: Any = distributed.LocalCluster
+    if address.startswith("local:"):
+        try:
+            n = int(address.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InvalidParameterError(
+                f"--cluster {address!r}: expected local:N with N >= 1 worker processes, e.g. "
+                "local:2, or tcp://HOST:PORT of a running dask scheduler."
+            )
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", host="127.0.0.1")
+        return Client(cluster), cluster
+    if not address.startswith(("tcp://", "tls://", "ucx://", "ws://", "wss://")):
+        raise InvalidParameterError(
+            f"--cluster {address!r}: expected tcp://HOST:PORT of a dask scheduler (started with "
+            "`dask scheduler`) or local:N for N local worker processes."
+        )
+    try:
+        return Client(address, timeout="20s"), None
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"--cluster {address!r}: could not reach a dask scheduler there ({exc}). Start one "
+            "with `dask scheduler` and workers with `dask worker tcp://HOST:8786`, or use local:N."
+        ) from None
