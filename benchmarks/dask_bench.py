@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--learner", default="t", help="t, s, x, dr or auto (all four, compared "
+                        "on every unit in both runs: selection_rows=None)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     from distributed import Client, LocalCluster
@@ -57,6 +59,7 @@ def main() -> None:
     weights = dict.fromkeys(spec.outcome_names, 1.0)
     tmp = tempfile.mkdtemp(prefix="pexkit-dask-")
     out: dict[str, Any] = {"rows": args.rows, "parts": args.parts, "workers": args.workers,
+                           "learner": args.learner,
                            "machine": f"{psutil.cpu_count()} cores", "params": PARAMS}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0", host="127.0.0.1") as cluster, Client(cluster) as client:
@@ -68,7 +71,8 @@ def main() -> None:
         t0 = time.perf_counter()
         data = px.LoggedData.from_parquet(tmp, spec, cluster=client)
         t1 = time.perf_counter()
-        model = px.EffectModel(learner="t", base_params=PARAMS, progress=False).fit(data)
+        model = px.EffectModel(learner=args.learner, base_params=PARAMS, progress=False,
+                               selection_rows=None).fit(data)
         t2 = time.perf_counter()
         ate = model.ate()
         t3 = time.perf_counter()
@@ -80,6 +84,7 @@ def main() -> None:
             "evaluate_policy_s": t4 - t3, "total_s": t4 - t0,
             "client_rss_growth_gb": rss() - client_before,
             "worker_rss_gb_at_end": sorted(worker_rss.values()),
+            "chosen": model.selection_.learner.tolist(),
             "ate": ate.estimate.tolist(), "ate_se": ate.se.tolist(),
             "policy_lift": value.lift.tolist(), "policy_lift_se": value.lift_se.tolist(),
         }
@@ -92,7 +97,8 @@ def main() -> None:
         local = px.LoggedData.from_frame(frame, spec)
         del frame
         t1 = time.perf_counter()
-        lm = px.EffectModel(learner="t", base_params=PARAMS, progress=False).fit(local)
+        lm = px.EffectModel(learner=args.learner, base_params=PARAMS, progress=False,
+                            selection_rows=None).fit(local)
         t2 = time.perf_counter()
         la = lm.ate()
         lv = px.evaluate_policy(px.LinearPolicy(spec, weights=weights), local, lm)
@@ -101,6 +107,7 @@ def main() -> None:
             "read_validate_s": t1 - t0, "fit_s": t2 - t1, "ate_and_policy_s": t3 - t2,
             "total_s": t3 - t0, "rss_growth_gb": rss() - before,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+            "chosen": lm.selection_.learner.tolist(),
             "ate": la.estimate.tolist(), "policy_lift": lv.lift.tolist(),
         }
         out["agreement"] = {
@@ -111,7 +118,8 @@ def main() -> None:
         }
         print(json.dumps({k: out[k] for k in ("single_process", "agreement")}, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dask-latest.json").write_text(json.dumps(out, indent=2))
+    name = "dask-latest.json" if args.learner == "t" else f"dask-{args.learner}-latest.json"
+    (args.out / name).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
