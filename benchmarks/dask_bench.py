@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -118,6 +119,7 @@ def main() -> None:
         }
         print(json.dumps({k: out[k] for k in ("single_process", "agreement")}, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     name = "dask-latest.json" if args.learner == "t" else f"dask-{args.learner}-latest.json"
     (args.out / name).write_text(json.dumps(out, indent=2))
 
