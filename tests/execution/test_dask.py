@@ -242,3 +242,21 @@ def test_analyze_on_a_local_cluster_from_the_cli(sim: px.Simulation, parts: Path
                                    "local:zero"])
     # pexkit.cli.main.main turns this into "error: ..." and exit 2 (tests/cli covers that path)
     assert isinstance(bad.exception, InvalidParameterError) and "local:N" in str(bad.exception)
+
+
+def test_auto_above_selection_rows_compares_on_the_single_process_subsample(
+    client: Any, sim: px.Simulation, parts: Path
+) -> None:
+    # selection_rows below the log's size: the candidates are compared on the same stratified
+    # subsample (fitted on a worker), then only the learners chosen there fit on every part
+    kw = {"learner": "auto", "base_params": {"n_estimators": 20}, "progress": False,
+          "selection_rows": 6000}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(**kw).fit(data)
+    b = px.EffectModel(**kw).fit(sim.data)
+    assert a.selection_probe_ is not None and b.selection_probe_ is not None
+    pd.testing.assert_frame_equal(a.selection_probe_, b.selection_probe_, check_exact=False,
+                                  rtol=1e-9)
+    assert a.selection_.learner.tolist() == b.selection_.learner.tolist()
+    fresh = px.simulate("notifications", n_units=2000, seed=15).frame
+    np.testing.assert_allclose(a.predict(fresh), b.predict(fresh), rtol=0, atol=1e-12)

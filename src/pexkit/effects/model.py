@@ -293,6 +293,17 @@ class EffectModel:
                 f"cross-fit with n_folds={self.n_folds}; found {few}. Collect more data or "
                 "lower n_folds."
             )
+        self.selection_probe_ = None
+        if len(learners) > 1 and self.selection_rows is not None and (
+            data.n_units > self.selection_rows
+        ):
+            from pexkit.execution.dask import probe_on_cluster
+
+            selection, used = probe_on_cluster(self, data)
+            learners = tuple(name for name in learners if name in used)
+            fitted = fit_cluster(self, data, learners)
+            fitted.selection_probe_ = selection
+            return fitted
         return fit_cluster(self, data, learners)
 
     def fitted_learner(self, name: str) -> MetaLearner:
@@ -314,17 +325,17 @@ class EffectModel:
         self, data: LoggedData, learners: tuple[str, ...], seed: int
     ) -> tuple[str, ...]:
         """Compare ``learners`` on a stratified subsample; the ones some cell chose there."""
-        rng = np.random.default_rng(seed + 7919)
-        share = float(self.selection_rows) / data.n_units  # type: ignore[arg-type]
-        rows = np.sort(np.concatenate([
-            rng.choice(idx, size=max(2 * self.n_folds, round(share * idx.size)), replace=False)
-            for idx in (np.flatnonzero(data.treatment == k) for k in range(data.n_treatments))
-        ]))
-        probe = EffectModel(**{**self.get_params(), "selection_rows": None, "progress": False})
-        probe.fit(data.subset(rows))
-        self.selection_probe_ = probe.selection_
-        used = {str(v) for v in np.ravel(probe.chosen_) if v is not None}
+        rows = probe_rows(data.treatment, data.n_treatments, int(self.selection_rows or 0),
+                          self.n_folds, seed)
+        selection, used = self.compare_on(data.subset(rows))
+        self.selection_probe_ = selection
         return tuple(name for name in learners if name in used)
+
+    def compare_on(self, sample: LoggedData) -> tuple[pd.DataFrame, set[str]]:
+        """Fit every candidate on ``sample``: its selection table and the learners it chose."""
+        probe = EffectModel(**{**self.get_params(), "selection_rows": None, "progress": False})
+        probe.fit(sample)
+        return probe.selection_, {str(v) for v in np.ravel(probe.chosen_) if v is not None}
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -499,3 +510,16 @@ class EffectModel:
             f"n_folds={self.n_folds}, random_state={self.random_state})"
         )
 
+
+
+def probe_rows(
+    treatment: IntArray, n_treatments: int, selection_rows: int, n_folds: int, seed: int
+) -> IntArray:
+    """The stratified subsample ``learner="auto"`` compares the candidates on (sorted rows)."""
+    rng = np.random.default_rng(seed + 7919)
+    share = float(selection_rows) / treatment.shape[0]
+    rows: IntArray = np.sort(np.concatenate([
+        rng.choice(idx, size=max(2 * n_folds, round(share * idx.size)), replace=False)
+        for idx in (np.flatnonzero(treatment == k) for k in range(n_treatments))
+    ]))
+    return rows

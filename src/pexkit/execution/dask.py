@@ -17,8 +17,10 @@ outcome models need (selected where they live, then moved between workers),
 and the out-of-fold outcome predictions, doubly robust scores, DR targets and
 effects computed in place, block by block. The DR chain's second stages are
 one task per held-out fold. With the same folds, bins, row order and seeds as
-one process, the models are the single process's models. ``selection_rows``
-does not apply here: the candidates are compared on every unit.
+one process, the models are the single process's models. Above
+``selection_rows``, ``auto``'s comparison runs on the single process's
+stratified subsample, gathered and fitted in one process on a worker
+(:func:`probe_on_cluster`).
 Average effects (:func:`ate`), a policy's value (:func:`evaluate_policy`) and
 the batches of a Pareto search (:class:`ClusterEvaluator`) are map-reduce sums
 over the blocks, the same moments the single-process estimators use.
@@ -913,3 +915,65 @@ def connect(address: str) -> tuple[Any, Any]:
             f"--cluster {address!r}: could not reach a dask scheduler there ({exc}). Start one "
             "with `dask scheduler` and workers with `dask worker tcp://HOST:8786`, or use local:N."
         ) from None
+
+
+# ------------------------------------------------------------ auto's probe
+def _probe_split(selection_rows: int, n_folds: int, seed: int, n_treat: int,
+                 *treatments: NDArray[np.int8]) -> list[IntArray]:
+    from pexkit.effects.model import probe_rows
+
+    every = np.concatenate(treatments).astype(np.int64)
+    rows = probe_rows(every, n_treat, selection_rows, n_folds, seed)
+    bounds = np.cumsum([0, *[t.shape[0] for t in treatments]])
+    return [rows[(rows >= lo) & (rows < hi)] - lo for lo, hi in zip(bounds[:-1], bounds[1:],
+                                                                      strict=True)]
+
+
+def _block_rows(block: Block, rows: list[IntArray], i: int) -> Block:
+    r = rows[i]
+    return Block(X=block.X[r], treatment=block.treatment[r], outcomes=block.outcomes[r],
+                 propensity=block.propensity[r], unit_hash=block.unit_hash[r],
+                 units=None if block.units is None else block.units[r])
+
+
+def _as_logged(spec: ExperimentSpec, encoder: FeatureEncoder, *blocks: Block) -> LoggedData:
+    """The blocks' rows as one in-memory LoggedData (on the worker that runs this)."""
+    X = np.concatenate([b.X for b in blocks])
+    n_num = len(spec.numeric)
+    cols: dict[str, Any] = {col: X[:, j] for j, col in enumerate(spec.numeric)}
+    for j, col in enumerate(spec.categorical):
+        raw = X[:, n_num + j]
+        codes: NDArray[np.int64] = np.where(np.isnan(raw), -1, raw).astype(np.int64)
+        # the encoder's own construction: unseen or missing levels are NaN
+        levels = list(encoder.categories[col])
+        values = np.full(codes.shape[0], None, dtype=object)
+        if levels:
+            values = np.asarray(levels, dtype=object)[np.maximum(codes, 0)]
+            values[codes < 0] = None
+        cols[col] = pd.Categorical(values, categories=levels)
+    frame = pd.DataFrame(cols, index=pd.RangeIndex(X.shape[0]))
+    units = np.concatenate([np.asarray(b.units) for b in blocks])
+    return LoggedData(spec, frame, np.concatenate([b.treatment for b in blocks]),
+                      np.concatenate([b.outcomes for b in blocks]),
+                      np.concatenate([b.propensity for b in blocks]), units, encoder, None)
+
+
+def _compare(params: dict[str, Any], sample: LoggedData) -> tuple[pd.DataFrame, set[str]]:
+    from pexkit.effects.model import EffectModel
+
+    return EffectModel(**params).compare_on(sample)
+
+
+def probe_on_cluster(model: EffectModel, data: DistributedLog) -> tuple[pd.DataFrame, set[str]]:
+    """``learner="auto"``'s comparison on the single process's stratified subsample, fitted in
+    one process on a worker (``selection_rows`` units, 200,000 by default)."""
+    client = _as_any(data.client)
+    arms = client.map(_treatment, data.blocks)
+    rows = client.submit(_probe_split, int(model.selection_rows or 0), model.n_folds,
+                         int(model.random_state), data.n_treatments, *arms, pure=False)
+    pieces = [client.submit(_block_rows, b, rows, i) for i, b in enumerate(data.blocks)]
+    sample = client.submit(_as_logged, data.spec, data.encoder, *pieces, pure=False)
+    params = {**model.get_params(), "progress": False}
+    result: tuple[pd.DataFrame, set[str]] = client.submit(_compare, params, sample,
+                                                          pure=False).result()
+    return result
