@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import numpy as np
@@ -55,6 +55,27 @@ class PolicyValue:
     alpha: float = 0.05
     n_units: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def normal(
+        cls, spec: Any, value: FloatArray, value_se: FloatArray, lift: FloatArray,
+        lift_se: FloatArray, share: FloatArray, estimator: str, alpha: float, n: int,
+    ) -> PolicyValue:
+        """Estimates with normal (influence-function) CIs at level ``1 - alpha``."""
+        z = float(stats.norm.ppf(1 - alpha / 2))
+        return cls(
+            outcomes=spec.outcome_names,
+            value=value,
+            value_se=value_se,
+            lift=lift,
+            lift_se=lift_se,
+            value_ci=np.column_stack([value - z * value_se, value + z * value_se]),
+            lift_ci=np.column_stack([lift - z * lift_se, lift + z * lift_se]),
+            share={a: float(s) for a, s in zip(spec.arms, share, strict=True)},
+            estimator=estimator,
+            alpha=alpha,
+            n_units=n,
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """One row per outcome: value, value_se, value_ci_low, value_ci_high, lift, ..."""
@@ -291,27 +312,12 @@ def evaluate_policy(
         lift = lift_terms.mean(axis=0)
         value_se = value_terms.std(axis=0, ddof=1) / np.sqrt(n)
         lift_se = lift_terms.std(axis=0, ddof=1) / np.sqrt(n)
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    value_ci = np.column_stack([value - z * value_se, value + z * value_se])
-    lift_ci = np.column_stack([lift - z * lift_se, lift + z * lift_se])
-    extra: dict[str, Any] = {}
+    out = PolicyValue.normal(sc.spec, value, value_se, lift, lift_se, share, est.name, alpha, n)
     if n_bootstrap > 0:
         value_ci, lift_ci = _bootstrap(value_terms, lift_terms, n_bootstrap, alpha, random_state)
-        extra["n_bootstrap"] = n_bootstrap
-    return PolicyValue(
-        outcomes=sc.spec.outcome_names,
-        value=value,
-        value_se=value_se,
-        lift=lift,
-        lift_se=lift_se,
-        value_ci=value_ci,
-        lift_ci=lift_ci,
-        share={a: float(s) for a, s in zip(sc.spec.arms, share, strict=True)},
-        estimator=est.name,
-        alpha=alpha,
-        n_units=n,
-        extra=extra,
-    )
+        out = replace(out, value_ci=value_ci, lift_ci=lift_ci,
+                      extra={"n_bootstrap": n_bootstrap})
+    return out
 
 
 def _bootstrap(

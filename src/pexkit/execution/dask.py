@@ -42,6 +42,7 @@ from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.data.logged import sample_ratio_test
 from pexkit.effects import boosting
 from pexkit.effects.boosting import LightGBMLearner, make_base_learner
+from pexkit.effects.learners.base import with_arm
 from pexkit.effects.learners.x import x_weight
 from pexkit.effects.nuisance import doubly_robust_scores, make_folds
 from pexkit.exceptions import InvalidDataError, InvalidParameterError, SampleRatioMismatchWarning
@@ -340,21 +341,30 @@ def _dr_rows(block: Block, f: int) -> tuple[FloatArray, FloatArray]:
     return block.X[keep], tg.reshape(tg.shape[0], -1)
 
 
-def _dr_oof(block: Block, models: list[list[list[Any]]], base_params: Any) -> Block:
-    """Out-of-fold DR effects: rows of fold f from the second stage held out on f."""
+def _by_fold(block: Block, name: str, n_folds: int, effect: Any, **clear: Any) -> Block:
+    """Store a learner's out-of-fold effects: the rows of fold f get ``effect(f, X_f, out_f)``,
+    which fills ``out_f`` (n_f, K, M; control slice 0) with the models held out on f."""
     assert block.folds is not None and block.mu is not None
-    learner = LightGBMLearner(base_params, 1)
     oof = np.zeros_like(block.mu)
-    for f in range(len(models[1][0])):
+    for f in range(n_folds):
         rows = np.flatnonzero(block.folds == f)
         if rows.size:
-            Xf = block.X[rows]
-            for k in range(1, oof.shape[1]):
-                for m in range(oof.shape[2]):
-                    oof[rows, k, m] = learner.predict(models[k][m][f], Xf)
-    done = dict(block.oof or {})
-    done["dr"] = oof
-    return replace(block, oof=done, dr_targets=None)
+            out = np.zeros((rows.size, *oof.shape[1:]))
+            effect(f, block.X[rows], out)
+            oof[rows] = out
+    return replace(block, oof={**(block.oof or {}), name: oof}, **clear)
+
+
+def _dr_oof(block: Block, models: list[list[list[Any]]], base_params: Any) -> Block:
+    """Out-of-fold DR effects: rows of fold f from the second stage held out on f."""
+    learner = LightGBMLearner(base_params, 1)
+
+    def effect(f: int, Xf: FloatArray, out: FloatArray) -> None:
+        for k in range(1, out.shape[1]):
+            for m in range(out.shape[2]):
+                out[:, k, m] = learner.predict(models[k][m][f], Xf)
+
+    return _by_fold(block, "dr", len(models[1][0]), effect, dr_targets=None)
 
 
 def _x_targets(block: Block, models: list[list[list[Any]]], base_params: Any) -> Block:
@@ -389,22 +399,17 @@ def _x_rows(block: Block, f: int, k: int, arm: int) -> tuple[FloatArray, FloatAr
 
 def _x_oof(block: Block, models: list[list[list[tuple[Any, Any]]]], weights: FloatArray,
            base_params: Any) -> Block:
-    assert block.folds is not None and block.mu is not None
     learner = LightGBMLearner(base_params, 1)
-    oof = np.zeros_like(block.mu)
-    for f in range(len(models[1][0])):
-        rows = np.flatnonzero(block.folds == f)
-        if rows.size:
-            Xf = block.X[rows]
-            for k in range(1, oof.shape[1]):
-                g = weights[k]
-                for m in range(oof.shape[2]):
-                    tau0, tau1 = models[k][m][f]
-                    oof[rows, k, m] = (g * learner.predict(tau0, Xf)
-                                       + (1 - g) * learner.predict(tau1, Xf))
-    done = dict(block.oof or {})
-    done["x"] = oof
-    return replace(block, oof=done, x_targets=None)
+
+    def effect(f: int, Xf: FloatArray, out: FloatArray) -> None:
+        for k in range(1, out.shape[1]):
+            g = weights[k]
+            for m in range(out.shape[2]):
+                tau0, tau1 = models[k][m][f]
+                out[:, k, m] = (g * learner.predict(tau0, Xf)
+                                + (1 - g) * learner.predict(tau1, Xf))
+
+    return _by_fold(block, "x", len(models[1][0]), effect, x_targets=None)
 
 
 def _with_arm_column(block: Block) -> FloatArray:
@@ -418,22 +423,16 @@ def _s_rows(block: Block, f: int) -> tuple[FloatArray, FloatArray]:
 
 
 def _s_oof(block: Block, models: list[list[Any]], base_params: Any) -> Block:
-    assert block.folds is not None and block.mu is not None
     learner = LightGBMLearner(base_params, 1)
-    oof = np.zeros_like(block.mu)
-    n_treat = oof.shape[1]
-    for f in range(len(models[0])):
-        rows = np.flatnonzero(block.folds == f)
-        if rows.size:
-            Xf = block.X[rows]
-            at = [np.column_stack([Xf, np.full(rows.size, float(k))]) for k in range(n_treat)]
-            for m in range(oof.shape[2]):
-                base = learner.predict(models[m][f], at[0])
-                for k in range(1, n_treat):
-                    oof[rows, k, m] = learner.predict(models[m][f], at[k]) - base
-    done = dict(block.oof or {})
-    done["s"] = oof
-    return replace(block, oof=done)
+
+    def effect(f: int, Xf: FloatArray, out: FloatArray) -> None:
+        at = [with_arm(Xf, k) for k in range(out.shape[1])]
+        for m in range(out.shape[2]):
+            base = learner.predict(models[m][f], at[0])
+            for k in range(1, out.shape[1]):
+                out[:, k, m] = learner.predict(models[m][f], at[k]) - base
+
+    return _by_fold(block, "s", len(models[0]), effect)
 
 
 def _oof(block: Block, models: list[list[list[Any]]], base: str, params: Any) -> Block:
@@ -497,7 +496,7 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
         blocks, state["x"] = _fit_x(client, blocks, models, model, categorical, sample, weights)
     if "s" in learners:
         blocks, state["s"] = _fit_s(client, blocks, data, model)
-    chosen, selection, blocks = _select(client, blocks, learners, spec)
+    chosen, selection, blocks = _select(client, blocks, learners, spec, data.n_units)
     from distributed import wait
 
     _as_any(wait)(blocks)
@@ -643,12 +642,11 @@ def _choose(block: Block, chosen: NDArray[Any]) -> Block:
 
 
 def _select(
-    client: Any, blocks: list[Any], learners: tuple[str, ...], spec: ExperimentSpec
+    client: Any, blocks: list[Any], learners: tuple[str, ...], spec: ExperimentSpec, n: int
 ) -> tuple[NDArray[Any], pd.DataFrame, list[Any]]:
     """``EffectModel.fit``'s choice per cell (DR-pseudo-outcome loss, 2-SE rule) from block sums."""
     n_treat, n_out = spec.n_treatments, spec.n_outcomes
     sums = np.sum(client.gather(client.map(_loss_sums, blocks, learners=learners)), axis=0)
-    n = float(np.sum(client.gather(client.map(lambda b: b.treatment.shape[0], blocks))))
     cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
     loss = {name: sums[i] / n for i, name in enumerate(learners)}
     p_mean, p_sq = sums[-2] / n, sums[-1] / n
@@ -727,7 +725,6 @@ def _policy_block(block: Block, policy: Any) -> FloatArray:
 def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
                     alpha: float) -> PolicyValue:
     """DR value and lift of a :class:`LinearPolicy` on the training log, as sums over blocks."""
-    from scipy import stats
 
     from pexkit.evaluation.evaluate import PolicyValue, _moments
     from pexkit.policy.linear import LinearPolicy
@@ -750,16 +747,8 @@ def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
     value, value_se, lift, lift_se = (
         a[0] for a in _moments(sums[: 4 * n_out].reshape(1, -1), n, n_out)
     )
-    share = sums[4 * n_out:] / n
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    return PolicyValue(
-        outcomes=data.spec.outcome_names, value=value, value_se=value_se, lift=lift,
-        lift_se=lift_se,
-        value_ci=np.column_stack([value - z * value_se, value + z * value_se]),
-        lift_ci=np.column_stack([lift - z * lift_se, lift + z * lift_se]),
-        share={a: float(s) for a, s in zip(data.spec.arms, share, strict=True)},
-        estimator="dr", alpha=alpha, n_units=n,
-    )
+    return PolicyValue.normal(data.spec, value, value_se, lift, lift_se, sums[4 * n_out:] / n,
+                              "dr", alpha, n)
 
 
 # ----------------------------------------------------------- policy search
@@ -865,23 +854,15 @@ def write_effects(model: EffectModel, folder: str, columns: list[str]) -> list[s
 def single_treatment_values(model: EffectModel, data: DistributedLog, alpha: float = 0.05
                             ) -> list[PolicyValue]:
     """The DR value of sending everyone to each arm, one :class:`PolicyValue` per arm."""
-    from scipy import stats
 
     from pexkit.evaluation.evaluate import PolicyValue
 
     values = ClusterEvaluator(model, data).single_treatments()
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    out = []
-    for k in range(data.n_treatments):
-        v, vs, lf, ls = values.value[k], values.value_se[k], values.lift[k], values.lift_se[k]
-        out.append(PolicyValue(
-            outcomes=data.spec.outcome_names, value=v, value_se=vs, lift=lf, lift_se=ls,
-            value_ci=np.column_stack([v - z * vs, v + z * vs]),
-            lift_ci=np.column_stack([lf - z * ls, lf + z * ls]),
-            share={a: float(j == k) for j, a in enumerate(data.spec.arms)},
-            estimator="dr", alpha=alpha, n_units=data.n_units,
-        ))
-    return out
+    return [
+        PolicyValue.normal(data.spec, values.value[k], values.value_se[k], values.lift[k],
+                           values.lift_se[k], values.shares[k], "dr", alpha, data.n_units)
+        for k in range(data.n_treatments)
+    ]
 
 
 def connect(address: str) -> tuple[Any, Any]:

@@ -75,6 +75,14 @@ class PolicySpace:
         ate = tau.mean(axis=0)
         spread = tau[:, 1:, :].std(axis=0)  # (K-1, M)
         scale = np.sqrt((tau[:, 1:, :] ** 2).mean(axis=(0, 1)))
+        return cls._from_stats(spec, ate, spread, scale, biases, parameterization)
+
+    @classmethod
+    def _from_stats(
+        cls, spec: ExperimentSpec, ate: FloatArray, spread: FloatArray, scale: FloatArray,
+        biases: bool, parameterization: str,
+    ) -> PolicySpace:
+        """Bounds from the effects' means (K, M), spreads (K-1, M) and root mean squares (M,)."""
         scale = np.where(scale > 0, scale, 1.0)
         bound = np.abs(ate[1:]) + 2 * spread
         bound = np.where(bound > 0, bound, scale[None, :])
@@ -95,10 +103,7 @@ class PolicySpace:
         sq = np.asarray(mean_sq, dtype=np.float64)
         spread = np.sqrt(np.maximum(sq[1:] - ate[1:] ** 2, 0.0))
         scale = np.sqrt(sq[1:].mean(axis=0))
-        scale = np.where(scale > 0, scale, 1.0)
-        bound = np.abs(ate[1:]) + 2 * spread
-        bound = np.where(bound > 0, bound, scale[None, :])
-        return cls(spec, scale, bound, ate, biases, parameterization)
+        return cls._from_stats(spec, ate, spread, scale, biases, parameterization)
 
     @property
     def n_weights(self) -> int:
