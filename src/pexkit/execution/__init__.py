@@ -6,7 +6,7 @@ so the rest of pexkit can ask :func:`is_distributed` without the import.
 
 from typing import Any
 
-__all__ = ["is_distributed", "refuse_distributed"]
+__all__ = ["is_dask_array", "is_distributed", "refuse_distributed"]
 
 
 def is_distributed(data: Any) -> bool:
@@ -14,6 +14,11 @@ def is_distributed(data: Any) -> bool:
     return type(data).__name__ == "DistributedLog" and type(data).__module__ == (
         "pexkit.execution.dask"
     )
+
+
+def is_dask_array(x: Any) -> bool:
+    """Whether ``x`` is a ``dask.array.Array`` (checked without importing dask)."""
+    return type(x).__name__ == "Array" and type(x).__module__.startswith("dask.array")
 
 
 def refuse_distributed(data: Any, what: str) -> None:

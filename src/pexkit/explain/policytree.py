@@ -7,7 +7,9 @@ histograms: for every root feature j, one compiled pass over the rows builds the
 cumulative sums give every root threshold on j and every child threshold on
 every l at once. Depth 1 and 2 are exhaustive over the bin edges (exact when
 every distinct value has its own bin); deeper trees grow greedily, a depth-2
-search per node.
+search per node. The search asks its rows only for sums (:func:`path_stats`:
+reward totals and histograms of the rows on a path of splits), so the same
+search runs on a cluster that sums them over its parts.
 
 A split sends ``x <= threshold`` left and ``x > threshold`` right; missing
 values (NaN, e.g. unseen categories) go left, at fit time and when choosing.
@@ -202,6 +204,7 @@ class _Node:
     left: _Node | None = None
     right: _Node | None = None
     n: int = 0  # training rows that reach the node
+    code: int = -1  # the split's bin (x <= threshold is code <= this), while fitting
 
     @property
     def is_leaf(self) -> bool:
@@ -510,19 +513,13 @@ def _ints(values: list[int]) -> IntArray:
 
 
 # --------------------------------------------------------------------- search
-def _bin(X: FloatArray, max_bins: int) -> tuple[CodeArray, list[FloatArray]]:
-    """Bin codes per column, shape (p, n), and the upper edge (threshold) of each bin.
+def bin_edges(sample: FloatArray, max_bins: int) -> list[FloatArray]:
+    """The upper edge (threshold) of each bin, per column of ``sample``.
 
     Edges are the distinct values when a column has at most ``max_bins`` of them,
-    else ``max_bins`` quantiles; above ``BIN_SAMPLE`` rows they are placed on a
-    fixed random sample of rows (as LightGBM does). Every edge is a data value.
+    else ``max_bins`` inverted-CDF quantiles. Every edge is a data value.
     """
-    n, p = X.shape
-    sample = X
-    if n > BIN_SAMPLE:
-        rows = np.sort(np.random.default_rng(0).choice(n, BIN_SAMPLE, replace=False))
-        sample = X[rows]
-    m = sample.shape[0]
+    m, p = sample.shape
     columns = np.sort(sample.T, axis=1)  # (p, m): one contiguous sort per column
     edges: list[FloatArray] = []
     for j in range(p):
@@ -532,12 +529,92 @@ def _bin(X: FloatArray, max_bins: int) -> tuple[CodeArray, list[FloatArray]]:
             idx = np.ceil(np.linspace(0, 1, max_bins + 1)[1:] * m).astype(np.int64) - 1
             values = np.unique(s[np.clip(idx, 0, m - 1)])
         edges.append(values)
+    return edges
+
+
+def sample_rows(n: int) -> IntArray | None:
+    """The rows (sorted) that place the bin edges of ``n`` rows; None: every row."""
+    if n <= BIN_SAMPLE:
+        return None
+    return np.sort(np.random.default_rng(0).choice(n, BIN_SAMPLE, replace=False))
+
+
+def bin_codes(X: FloatArray, edges: list[FloatArray]) -> CodeArray:
+    """Bin codes per column, shape (p, n): the index of the first edge >= x."""
     n_edges = np.array([e.shape[0] for e in edges], dtype=np.int64)
-    padded = np.full((p, max(int(n_edges.max(initial=1)), 1)), np.inf)
+    padded = np.full((len(edges), max(int(n_edges.max(initial=1)), 1)), np.inf)
     for j, e in enumerate(edges):
         padded[j, : e.shape[0]] = e
     codes: CodeArray = _bin_codes(np.ascontiguousarray(X), padded, n_edges)
-    return codes, edges
+    return codes
+
+
+def _bin(X: FloatArray, max_bins: int) -> tuple[CodeArray, list[FloatArray]]:
+    """Bin codes per column, shape (p, n), and the edges; above ``BIN_SAMPLE``
+    rows the edges are placed on a fixed random sample of rows (as LightGBM does)."""
+    rows = sample_rows(X.shape[0])
+    edges = bin_edges(X if rows is None else X[rows], max_bins)
+    return bin_codes(X, edges), edges
+
+
+Path = tuple[tuple[int, int, bool], ...]  # (feature, bin, go left) from the root
+
+
+def path_stats(codes: CodeArray, rewards: FloatArray, path: Path, what: str, args: Any) -> FloatArray:
+    """A statistic of the rows on ``path``: the sums one search step needs.
+
+    ``what``: ``"total"`` (summed rewards, then the row count), ``"hist1"``
+    (p, B, K), ``"pair"`` (P, B, B, K) or ``"hist2"`` (p, B_j, B, K).
+    Histograms of disjoint row sets add up, so a cluster sums them over parts.
+    """
+    if path:
+        keep = np.ones(codes.shape[1], dtype=bool)
+        for j, a, left in path:
+            keep &= (codes[j] <= a) == left
+        rows = np.flatnonzero(keep)
+        codes, rewards = codes[:, rows], rewards[rows]
+    rewards = np.ascontiguousarray(rewards)
+    if what == "total":
+        return np.append(rewards.sum(axis=0), float(rewards.shape[0]))
+    if what == "hist1":
+        out: FloatArray = _hist1(codes, rewards, args)
+        return out
+    if what == "pair":
+        first, second, B = args
+        out = _pair_hist(codes, rewards, first, second, B)
+        return out
+    j, Bj, B = args
+    out = _hist2(codes, rewards, j, Bj, B)
+    return out
+
+
+class LocalRows:
+    """The rows of one process for the search: :func:`path_stats` on its arrays.
+
+    A cluster passes an object with the same ``stats`` method that sums
+    :func:`path_stats` over its parts.
+    """
+
+    def __init__(self, codes: CodeArray, rewards: FloatArray) -> None:
+        self.codes = codes
+        self.rewards = np.ascontiguousarray(rewards)
+
+    def stats(self, path: Path, what: str, args: Any = None) -> FloatArray:
+        return path_stats(self.codes, self.rewards, path, what, args)
+
+
+class _Totals:
+    """Summed rewards and counts per path, asked of the rows once each."""
+
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows
+        self.known: dict[Path, tuple[FloatArray, int]] = {}
+
+    def __call__(self, path: Path) -> tuple[FloatArray, int]:
+        if path not in self.known:
+            out = self.rows.stats(path, "total")
+            self.known[path] = (out[:-1], int(round(out[-1])))
+        return self.known[path]
 
 
 def _leaf(total: FloatArray) -> tuple[float, Any]:
@@ -548,19 +625,18 @@ def _leaf(total: FloatArray) -> tuple[float, Any]:
 PAIR_TABLE_BYTES = 256 * 2**20  # above this, histograms are built per root feature
 
 
-def _root_histograms(codes: CodeArray, rewards: FloatArray, n_bins: IntArray) -> Any:
+def _root_histograms(rows: Any, path: Path, n_bins: IntArray, K: int) -> Any:
     """Yield ``(j, hist_j)`` with ``hist_j[l, a, b, k]`` of shape (p, bins_j, B, K).
 
     Small problems build every feature pair's histogram once (j <= l; the pair
     (l, j) is its transpose), in one parallel pass per pair; larger ones build
     each root feature's histograms when needed.
     """
-    p = codes.shape[0]
-    K = rewards.shape[1]
+    p = n_bins.shape[0]
     B = int(n_bins.max())
     first, second = np.triu_indices(p)
     if first.shape[0] * B * B * K * 8 <= PAIR_TABLE_BYTES:
-        table = _pair_hist(codes, rewards, first.astype(np.int64), second.astype(np.int64), B)
+        table = rows.stats(path, "pair", (first.astype(np.int64), second.astype(np.int64), B))
         index = np.zeros((p, p), dtype=np.int64)
         index[first, second] = np.arange(first.shape[0])
         for j in range(p):
@@ -576,19 +652,19 @@ def _root_histograms(codes: CodeArray, rewards: FloatArray, n_bins: IntArray) ->
         for j in range(p):
             Bj = int(n_bins[j])
             if Bj >= 2:
-                yield j, _hist2(codes, rewards, j, Bj, B)
+                yield j, rows.stats(path, "hist2", (j, Bj, B))
 
 
-def _search(codes: CodeArray, n_bins: IntArray, rewards: FloatArray, depth: int) -> tuple[float, Any]:
-    """Exhaustive search to ``depth`` (0-2); returns (reward, plan), a nested tuple."""
-    best = _leaf(rewards.sum(axis=0))
-    p, n = codes.shape
+def _search(totals: _Totals, path: Path, n_bins: IntArray, depth: int) -> tuple[float, Any]:
+    """Exhaustive search to ``depth`` (0-2) on the rows of ``path``; (reward, plan)."""
+    total, n = totals(path)
+    best = _leaf(total)
     B = int(n_bins.max(initial=1))
     if depth == 0 or n < 2 or B < 2:
         return best
-    rewards = np.ascontiguousarray(rewards)
+    rows = totals.rows
     if depth == 1:
-        hist = _hist1(codes, rewards, B)  # (p, B, K)
+        hist = rows.stats(path, "hist1", B)  # (p, B, K)
         left = np.cumsum(hist, axis=1)[:, :-1]
         right = hist.sum(axis=1)[:, None, :] - left
         value = left.max(axis=2) + right.max(axis=2)  # (p, B-1)
@@ -598,7 +674,7 @@ def _search(codes: CodeArray, n_bins: IntArray, rewards: FloatArray, depth: int)
             best = (float(value.flat[i]), ("split", i // (B - 1), i % (B - 1), None, None))
         return best
     # depth 2: root on j, children on any l (left and right choose separately)
-    for j, hist in _root_histograms(codes, rewards, n_bins):
+    for j, hist in _root_histograms(rows, path, n_bins, total.shape[0]):
         split_v, split_l, split_c, leaf_v, leaf_k = _root_children(hist, j, n_bins)
         use = split_v > leaf_v + 1e-12
         child = np.where(use, split_v, leaf_v)
@@ -614,58 +690,93 @@ def _search(codes: CodeArray, n_bins: IntArray, rewards: FloatArray, depth: int)
     return best
 
 
+def _split_node(j: int, a: int, edges: list[FloatArray]) -> _Node:
+    return _Node(action=-1, feature=int(j), threshold=float(edges[j][a]), code=int(a))
+
+
 def _build(
-    plan: Any, codes: CodeArray, edges: list[FloatArray], n_bins: IntArray,
-    rewards: FloatArray, rows: IntArray, depth: int,
+    plan: Any, totals: _Totals, path: Path, edges: list[FloatArray], n_bins: IntArray, depth: int,
 ) -> _Node:
     if plan[0] == "leaf":
-        return _Node(action=int(plan[1]), n=int(rows.shape[0]))
+        return _Node(action=int(plan[1]))
     _, j, a, left_plan, right_plan = plan
-    node = _Node(action=-1, feature=int(j), threshold=float(edges[j][a]), n=int(rows.shape[0]))
-    go_left = codes[j, rows] <= a
+    node = _split_node(j, a, edges)
     children = []
-    for sub_rows, sub_plan in ((rows[go_left], left_plan), (rows[~go_left], right_plan)):
+    for side, sub_plan in (((j, a, True), left_plan), ((j, a, False), right_plan)):
+        sub = (*path, side)
         if sub_plan is None or depth > 2:
             # depth 1 children, or greedy growth below the exhaustive top two levels
             remaining = depth - 1
-            _, sub_plan = _search(
-                codes[:, sub_rows], n_bins, rewards[sub_rows], min(2, remaining) if depth > 2 else 0
-            )
-            children.append(_build(sub_plan, codes, edges, n_bins, rewards, sub_rows, remaining))
+            _, sub_plan = _search(totals, sub, n_bins, min(2, remaining) if depth > 2 else 0)
+            children.append(_build(sub_plan, totals, sub, edges, n_bins, remaining))
         elif sub_plan[0] == "leaf":
-            children.append(_Node(action=int(sub_plan[1]), n=int(sub_rows.shape[0])))
+            children.append(_Node(action=int(sub_plan[1])))
         else:
             _, f2, c = sub_plan
-            child = _Node(
-                action=-1, feature=int(f2), threshold=float(edges[f2][c]), n=int(sub_rows.shape[0])
-            )
-            inner = codes[f2, sub_rows] <= c
-            part_left, part_right = sub_rows[inner], sub_rows[~inner]
-            child.left = _build(_leaf(rewards[part_left].sum(axis=0))[1], codes, edges, n_bins, rewards, part_left, 0)
-            child.right = _build(_leaf(rewards[part_right].sum(axis=0))[1], codes, edges, n_bins, rewards, part_right, 0)
+            child = _split_node(f2, c, edges)
+            child.left = _Node(action=_leaf(totals((*sub, (f2, c, True)))[0])[1][1])
+            child.right = _Node(action=_leaf(totals((*sub, (f2, c, False)))[0])[1][1])
             children.append(child)
     node.left, node.right = children
     return node
 
 
-def _prune(node: _Node, X: FloatArray, rewards: FloatArray, rows: IntArray, min_n: int) -> _Node:
+def _prune(node: _Node, totals: _Totals, path: Path, min_n: int) -> _Node:
     """Bottom-up: merge two sibling leaves when one is smaller than ``min_n`` rows
     (the merged leaf takes the best action of their rows), or when both pick the
-    same action (same choices, simpler rules)."""
-    node.n = int(rows.shape[0])
+    same action (same choices, simpler rules). Sets every node's row count."""
+    total, n = totals(path)
+    node.n = n
     if node.is_leaf:
         return node
     assert node.left is not None and node.right is not None
-    go_left = ~(X[rows, node.feature] > node.threshold)
-    node.left = _prune(node.left, X, rewards, rows[go_left], min_n)
-    node.right = _prune(node.right, X, rewards, rows[~go_left], min_n)
+    node.left = _prune(node.left, totals, (*path, (node.feature, node.code, True)), min_n)
+    node.right = _prune(node.right, totals, (*path, (node.feature, node.code, False)), min_n)
     if node.left.is_leaf and node.right.is_leaf and (
         node.left.action == node.right.action or min(node.left.n, node.right.n) < min_n
     ):
-        total = rewards[rows].sum(axis=0)
-        return _Node(action=int(np.argmax(total)) if rows.shape[0] else node.left.action,
-                     n=int(rows.shape[0]))
+        return _Node(action=int(np.argmax(total)) if n else node.left.action, n=n)
     return node
+
+
+def _reward(node: _Node, totals: _Totals, path: Path) -> float:
+    """Summed reward of the rows under the tree (from the totals the prune asked for)."""
+    if node.is_leaf:
+        return float(totals(path)[0][node.action])
+    assert node.left is not None and node.right is not None
+    return _reward(node.left, totals, (*path, (node.feature, node.code, True))) + _reward(
+        node.right, totals, (*path, (node.feature, node.code, False))
+    )
+
+
+def check_tree_params(depth: Any, min_leaf_share: Any, max_bins: Any) -> None:
+    """The parameters :func:`fit_policy_tree` takes, checked with clear errors."""
+    if not isinstance(min_leaf_share, int | float) or not 0.0 <= min_leaf_share < 0.5:
+        raise InvalidParameterError(
+            f"'min_leaf_share' must be in [0, 0.5); got {min_leaf_share!r}."
+        )
+    if not isinstance(depth, int | np.integer) or not 1 <= depth <= 4:
+        raise InvalidParameterError(f"'depth' must be 1 to 4; got {depth}.")
+    if not isinstance(max_bins, int | np.integer) or not 2 <= max_bins <= MAX_BINS:
+        raise InvalidParameterError(f"'max_bins' must be 2 to {MAX_BINS}; got {max_bins}.")
+
+
+def grow(
+    rows: Any, edges: list[FloatArray], n: int, depth: int, min_leaf_share: float,
+    names: list[str], actions: list[str], categories: Mapping[str, Sequence[Any]] | None,
+    missing: list[str],
+) -> PolicyTree:
+    """Search, build and prune a tree on ``rows`` (:class:`LocalRows`, or a cluster's
+    rows with the same ``stats``) already binned on ``edges``."""
+    n_bins = np.array([len(e) for e in edges], dtype=np.int64)
+    totals = _Totals(rows)
+    _, plan = _search(totals, (), n_bins, min(depth, 2))
+    root = _build(plan, totals, (), edges, n_bins, depth)
+    root = _prune(root, totals, (), int(np.ceil(min_leaf_share * n)))
+    cats = {str(k): [str(c) for c in v] for k, v in (categories or {}).items()}
+    tree = PolicyTree(root, names, actions, 0.0, cats, missing)
+    tree.reward = _reward(root, totals, ())
+    return tree
 
 
 def fit_policy_tree(
@@ -688,6 +799,9 @@ def fit_policy_tree(
         go left of every split).
     rewards : ndarray of shape (n_units, n_actions)
         E.g. utility-weighted DR scores ``sum_m w_m s_m G[i, k, m]``.
+        ``X`` and ``rewards`` may be dask arrays (the same row chunks): the
+        histograms are then built where the chunks live and summed
+        (:mod:`pexkit.execution.trees`), with the same tree as one process.
     depth : int
         1-4; levels 1-2 are searched exhaustively, deeper ones greedily.
     max_bins : int
@@ -702,50 +816,61 @@ def fit_policy_tree(
         fewer than this share of the rows (0 keeps the exact optimum); sibling
         leaves with the same action are always merged (same choices).
     """
-    if not isinstance(min_leaf_share, int | float) or not 0.0 <= min_leaf_share < 0.5:
-        raise InvalidParameterError(
-            f"'min_leaf_share' must be in [0, 0.5); got {min_leaf_share!r}."
+    check_tree_params(depth, min_leaf_share, max_bins)
+    from pexkit.execution import is_dask_array
+
+    if is_dask_array(X) or is_dask_array(rewards):
+        from pexkit.execution.trees import fit_policy_tree_on_cluster
+
+        return fit_policy_tree_on_cluster(
+            X, rewards, int(depth), min_leaf_share=min_leaf_share, max_bins=int(max_bins),
+            feature_names=feature_names, action_names=action_names, categories=categories,
         )
     X = np.asarray(X, dtype=np.float64)
     rewards = np.asarray(rewards, dtype=np.float64)
-    if X.ndim != 2 or rewards.ndim != 2 or X.shape[0] != rewards.shape[0]:
-        raise InvalidParameterError(
-            f"'X' (n, p) and 'rewards' (n, K) must have the same rows; got {X.shape} and "
-            f"{rewards.shape}."
-        )
-    if X.shape[0] == 0 or X.shape[1] == 0 or rewards.shape[1] == 0:
-        raise InvalidParameterError(
-            f"'X' and 'rewards' need at least one row, feature and action; got {X.shape} and "
-            f"{rewards.shape}."
-        )
+    check_tree_inputs(X.shape, rewards.shape)
     if not np.isfinite(rewards).all():
-        raise InvalidParameterError(
-            "'rewards' must be finite; found NaN or infinite values. Check the effects "
-            "or scores they were built from."
-        )
-    if not 1 <= depth <= 4:
-        raise InvalidParameterError(f"'depth' must be 1 to 4; got {depth}.")
-    if not 2 <= max_bins <= MAX_BINS:
-        raise InvalidParameterError(f"'max_bins' must be 2 to {MAX_BINS}; got {max_bins}.")
-    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(X.shape[1])]
-    actions = list(action_names) if action_names is not None else [str(k) for k in range(rewards.shape[1])]
-    if len(names) != X.shape[1] or len(actions) != rewards.shape[1]:
-        raise InvalidParameterError(
-            f"'feature_names' must name the {X.shape[1]} columns of X and 'action_names' the "
-            f"{rewards.shape[1]} columns of rewards; got {len(names)} and {len(actions)}."
-        )
+        raise InvalidParameterError(NOT_FINITE)
+    names, actions = tree_names(X.shape, rewards.shape, feature_names, action_names)
     nan = np.isnan(X)
     missing = [names[j] for j in np.flatnonzero(nan.any(axis=0))]
     if missing:
         X = np.where(nan, -np.inf, X)  # missing values go left of every split
     codes, edges = _bin(X, max_bins)
-    n_bins = np.array([len(e) for e in edges], dtype=np.int64)
-    _, plan = _search(codes, n_bins, rewards, min(depth, 2))
-    rows = np.arange(X.shape[0])
-    root = _build(plan, codes, edges, n_bins, rewards, rows, depth)
-    root = _prune(root, X, rewards, rows, int(np.ceil(min_leaf_share * X.shape[0])))
-    cats = {str(k): [str(c) for c in v] for k, v in (categories or {}).items()}
-    tree = PolicyTree(root, names, actions, 0.0, cats, missing)
-    chosen = tree.choose(X)
-    tree.reward = float(rewards[np.arange(X.shape[0]), chosen].sum())
-    return tree
+    return grow(LocalRows(codes, rewards), edges, X.shape[0], int(depth), float(min_leaf_share),
+                names, actions, categories, missing)
+
+
+NOT_FINITE = (
+    "'rewards' must be finite; found NaN or infinite values. Check the effects or scores "
+    "they were built from."
+)
+
+
+def check_tree_inputs(x_shape: tuple[int, ...], r_shape: tuple[int, ...]) -> None:
+    """Shapes of ``X`` (n, p) and ``rewards`` (n, K), checked with clear errors."""
+    if len(x_shape) != 2 or len(r_shape) != 2 or x_shape[0] != r_shape[0]:
+        raise InvalidParameterError(
+            f"'X' (n, p) and 'rewards' (n, K) must have the same rows; got {tuple(x_shape)} and "
+            f"{tuple(r_shape)}."
+        )
+    if x_shape[0] == 0 or x_shape[1] == 0 or r_shape[1] == 0:
+        raise InvalidParameterError(
+            f"'X' and 'rewards' need at least one row, feature and action; got {tuple(x_shape)} "
+            f"and {tuple(r_shape)}."
+        )
+
+
+def tree_names(
+    x_shape: tuple[int, ...], r_shape: tuple[int, ...], feature_names: Sequence[str] | None,
+    action_names: Sequence[str] | None,
+) -> tuple[list[str], list[str]]:
+    """Feature and action names (``x0..``, ``0..`` by default), checked against the shapes."""
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(x_shape[1])]
+    actions = list(action_names) if action_names is not None else [str(k) for k in range(r_shape[1])]
+    if len(names) != x_shape[1] or len(actions) != r_shape[1]:
+        raise InvalidParameterError(
+            f"'feature_names' must name the {x_shape[1]} columns of X and 'action_names' the "
+            f"{r_shape[1]} columns of rewards; got {len(names)} and {len(actions)}."
+        )
+    return names, actions
