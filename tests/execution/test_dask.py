@@ -129,14 +129,13 @@ def test_what_the_cluster_cannot_do_yet_says_so(client: Any, sim: px.Simulation,
                                                 parts: Path) -> None:
     data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
     model = px.EffectModel(learner="t", base_params={"n_estimators": 5}, progress=False).fit(data)
-    with pytest.raises(InvalidParameterError, match="stay on the cluster"):
-        model.predict(data)
     with pytest.raises(InvalidParameterError, match="estimator='dr'"):
         px.evaluate_policy(px.LinearPolicy(sim.data.spec), data, model, estimator="ips")
     with pytest.raises(InvalidParameterError, match="does not run on a cluster yet"):
-        px.distill(px.LinearPolicy(sim.data.spec), model)
-    with pytest.raises(InvalidParameterError, match="does not run on a cluster yet"):
-        px.segments(model)
+        px.build_scores(data, model)
+    held_out = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    with pytest.raises(InvalidParameterError, match="runs on the log the model was fitted on"):
+        px.distill(px.LinearPolicy(sim.data.spec), model, held_out)
     n_params = px.LinearPolicy(sim.data.spec).n_params
     params = np.random.default_rng(0).uniform(0, 1, size=(20, n_params))
     many = px.evaluate_policies(params, data, model)
@@ -260,3 +259,55 @@ def test_auto_above_selection_rows_compares_on_the_single_process_subsample(
     assert a.selection_.learner.tolist() == b.selection_.learner.tolist()
     fresh = px.simulate("notifications", n_units=2000, seed=15).frame
     np.testing.assert_allclose(a.predict(fresh), b.predict(fresh), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("small_samples", [False, True])
+def test_explanations_on_the_cluster_are_the_single_process_ones(
+    client: Any, sim: px.Simulation, parts: Path, monkeypatch: pytest.MonkeyPatch,
+    small_samples: bool,
+) -> None:
+    import importlib
+
+    from pexkit.explain import policytree
+
+    distill_module = importlib.import_module("pexkit.explain.distill")
+
+    if small_samples:  # the sampled paths: bin edges on 3,000 rows, fidelity trees on 4,000
+        monkeypatch.setattr(policytree, "BIN_SAMPLE", 3000)
+        monkeypatch.setattr(distill_module, "FIDELITY_MAX_FIT", 4000)
+    params = {"n_estimators": 40}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(learner="t", base_params=params, progress=False).fit(data)
+    b = px.EffectModel(learner="t", base_params=params, progress=False).fit(sim.data)
+    policy = px.LinearPolicy(sim.data.spec, weights=WEIGHTS)
+    # the distilled policy: histograms summed over the parts, moments summed for the CIs
+    da_, db = px.distill(policy, a, max_depth=3), px.distill(policy, b, max_depth=3)
+    assert str(da_.tree) == str(db.tree) and da_.tree.depth == 3
+    assert da_.fidelity == db.fidelity and da_.shares == pytest.approx(db.shares, abs=1e-12)
+    for x, y in ((da_.value_kept_ci, db.value_kept_ci), (da_.gain_kept_ci, db.gain_kept_ci)):
+        np.testing.assert_allclose(x, y, rtol=1e-7)
+    assert da_.value_kept == pytest.approx(db.value_kept, rel=1e-9)
+    for name, lift in db.lifts.items():
+        assert da_.lifts[name] == pytest.approx(lift, rel=1e-7, abs=1e-12)
+    # segments: the effect tree on the same sample of the largest fold, DR sums per leaf
+    sa, sb = px.segments(a), px.segments(b)
+    assert str(sa.tree) == str(sb.tree) and sa.n_units == sb.n_units
+    pd.testing.assert_frame_equal(sa.to_frame(), sb.to_frame(), rtol=1e-7, atol=1e-12)
+    rows = 5000 if small_samples else 200_000  # the effect tree fitted on a sample, or not
+    ea = px.distill_effects(a, max_depth=3, max_rows=rows)
+    eb = px.distill_effects(b, max_depth=3, max_rows=rows)
+    assert str(ea) == str(eb)
+    np.testing.assert_allclose(ea.r2.r2, eb.r2.r2, rtol=1e-9)
+    # predictions stay on the cluster as a dask array, one chunk per part
+    pa = a.predict(data)
+    assert pa.numblocks[0] == 4
+    np.testing.assert_allclose(pa.compute(), b.predict(sim.data), rtol=0, atol=1e-12)
+    # a policy tree on dask arrays is the numpy tree (rewards that favour known splits)
+    import dask.array as da
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9000, 4))
+    R = rng.normal(size=(9000, 3)) + np.column_stack([X[:, 0] > 0, X[:, 1] > 0.5, X[:, 2] < 0])
+    one = px.fit_policy_tree(X, R, 2)
+    many = px.fit_policy_tree(da.from_array(X, chunks=2500), da.from_array(R, chunks=2500), 2)
+    assert str(one) == str(many) and many.reward == pytest.approx(one.reward, rel=1e-12)

@@ -386,8 +386,10 @@ class EffectModel:
 
         Parameters
         ----------
-        X : DataFrame or LoggedData
-            Rows with the spec's feature columns.
+        X : DataFrame, LoggedData or DistributedLog
+            Rows with the spec's feature columns. A ``DistributedLog`` is
+            predicted where its parts live: the result is then a dask array
+            (one chunk per part; ``.compute()`` brings it here).
 
         Returns
         -------
@@ -395,6 +397,10 @@ class EffectModel:
             ``tau_{k,m}(x)``; the control slice ``[:, 0, :]`` is 0.
         """
         self._check_fitted()
+        if is_distributed(X):
+            from pexkit.execution.explain import predict_on_cluster
+
+            return predict_on_cluster(self, X)  # type: ignore[no-any-return]
         Xm = self._matrix(X)
         n_treat, n_out = self.spec_.n_treatments, self.spec_.n_outcomes
         tau = np.zeros((Xm.shape[0], n_treat, n_out))

@@ -151,15 +151,16 @@ def fit_policy_tree_on_cluster(
     X: Any, rewards: Any, depth: int, **kwargs: Any
 ) -> PolicyTree:
     """:func:`~pexkit.fit_policy_tree` on dask arrays, on the client's cluster."""
-    import dask.array as da
+    import dask.array
     from distributed import get_client
 
+    da: Any = dask.array
     X, rewards = da.asarray(X), da.asarray(rewards)
     if X.ndim != 2 or rewards.ndim != 2 or X.shape[0] != rewards.shape[0]:
         check_tree_inputs(X.shape, rewards.shape)
     X = X.rechunk({1: -1})
     rewards = rewards.rechunk((X.chunks[0], -1))
-    client = get_client()
+    client: Any = get_client()
     xs = client.compute(list(X.to_delayed().ravel()))
     rs = client.compute(list(rewards.to_delayed().ravel()))
     parts = client.map(_pair, xs, rs, pure=False)

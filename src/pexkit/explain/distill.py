@@ -52,6 +52,7 @@ from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores
 from pexkit.exceptions import InvalidParameterError
+from pexkit.execution import is_distributed
 from pexkit.explain.effecttree import _effects_for
 from pexkit.explain.policytree import PolicyLeaf, PolicyTree, fit_policy_tree
 from pexkit.policy import LinearPolicy
@@ -84,12 +85,18 @@ def fieller(num: FloatArray, den: FloatArray, z: float = Z95) -> tuple[float, fl
     means; it is unbounded when ``b`` is within ``z`` standard errors of zero.
     """
     n = num.shape[0]
-    a, b = float(num.mean()), float(den.mean())
+    cov = np.cov(num, den) if n >= 2 else np.full((2, 2), np.nan)
+    return fieller_moments(n, float(num.mean()), float(den.mean()), cov, z)
+
+
+def fieller_moments(
+    n: int, a: float, b: float, cov: FloatArray, z: float = Z95
+) -> tuple[float, float, float]:
+    """:func:`fieller` from the means ``a, b`` and the (ddof=1) covariance of the terms."""
     ratio = a / b if b != 0 else float("nan")
     if n < 2:
         return ratio, -np.inf, np.inf
-    cov = np.cov(num, den) / n
-    saa, sab, sbb = float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
+    saa, sab, sbb = float(cov[0, 0]) / n, float(cov[0, 1]) / n, float(cov[1, 1]) / n
     qa = b * b - z * z * sbb
     qb = a * b - z * z * sab
     qc = a * a - z * z * saa
@@ -279,9 +286,14 @@ def _pct(x: float) -> str:
 
 
 def _lift(terms: FloatArray) -> dict[str, float]:
-    est = float(terms.mean())
-    se = float(terms.std(ddof=1) / np.sqrt(terms.shape[0])) if terms.shape[0] > 1 else float("nan")
-    return {"lift": est, "se": se, "ci_low": est - Z95 * se, "ci_high": est + Z95 * se}
+    n = terms.shape[0]
+    return lift_moments(n, float(terms.mean()), float(terms.var(ddof=1)) if n > 1 else np.nan)
+
+
+def lift_moments(n: int, mean: float, var: float) -> dict[str, float]:
+    """A lift's estimate, SE and normal CI from the mean and (ddof=1) variance of its terms."""
+    se = float(np.sqrt(var / n)) if n > 1 else float("nan")
+    return {"lift": mean, "se": se, "ci_low": mean - Z95 * se, "ci_high": mean + Z95 * se}
 
 
 def distill(
@@ -344,6 +356,11 @@ def distill(
             f"{list(policy.spec.outcome_names)}, the model for {list(spec.arms)} and "
             f"{list(spec.outcome_names)}; build the policy on the model's spec."
         )
+    if is_distributed(data if data is not None else model.data_):
+        from pexkit.execution.explain import distill_on_cluster
+
+        return distill_on_cluster(policy, model, model.data_ if data is None else data,
+                                  int(max_depth), min_leaf_share, max_bins, random_state)
     data, tau, folds = _effects_for(model, data)
     in_sample = folds is not None
     utilities = policy.utilities(tau)

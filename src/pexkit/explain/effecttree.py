@@ -24,7 +24,7 @@ from sklearn.tree import DecisionTreeRegressor
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.exceptions import InvalidDataError, InvalidParameterError
-from pexkit.execution import refuse_distributed
+from pexkit.execution import is_distributed, refuse_distributed
 from pexkit.explain._rules import condition, describe_path
 from pexkit.spec import ExperimentSpec
 
@@ -320,39 +320,63 @@ def fit_effect_tree(
     source: str = "",
 ) -> EffectTree:
     """Fit an :class:`EffectTree` to an encoded matrix and effects (n, K, M)."""
-    spec = model.spec_
     n = X.shape[0]
-    K, M = spec.n_treatments, spec.n_outcomes
     if n < 2:
         raise InvalidDataError(f"an effect tree needs at least 2 units; got {n}.")
-    Y = tau[:, 1:, :].reshape(n, (K - 1) * M)
-    center = Y.mean(axis=0)
-    scale = Y.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    Z = (Y - center) / scale
+    Y = tau[:, 1:, :].reshape(n, -1)
     rows = np.arange(n)
     if max_rows is not None and n > max_rows:
         rows = np.sort(np.random.default_rng(random_state).choice(n, max_rows, replace=False))
+    return effect_tree_from(
+        model, X[rows], Y[rows], Y.mean(axis=0), Y.std(axis=0), n, max_depth, min_share,
+        random_state, source, np.asarray(np.isnan(X).any(axis=0)),
+        lambda est, center, scale: effect_tree_sums(X, Y, est, center, scale),
+    )
+
+
+def effect_tree_sums(
+    X: FloatArray, Y: FloatArray, estimator: Any, center: FloatArray, scale: FloatArray
+) -> FloatArray:
+    """Per task: the tree's squared error on the standardized effects, their sum and sum of squares."""
+    Z = (Y - center) / scale
+    pred = np.asarray(estimator.predict(X), dtype=np.float64).reshape(Z.shape[0], -1)
+    out: FloatArray = np.concatenate([((Z - pred) ** 2).sum(axis=0), Z.sum(axis=0),
+                                      (Z**2).sum(axis=0)])
+    return out
+
+
+def effect_tree_from(
+    model: EffectModel, X_fit: FloatArray, Y_fit: FloatArray, center: FloatArray,
+    scale: FloatArray, n: int, max_depth: int, min_share: float, random_state: int,
+    source: str, missing: NDArray[np.bool_], sums: Any,
+) -> EffectTree:
+    """The tree fitted on the sample ``(X_fit, Y_fit)`` of ``n`` units whose effects
+    (flattened, (n, tasks)) have mean ``center`` and sd ``scale``; ``sums(estimator,
+    center, scale)`` gives :func:`effect_tree_sums` over all ``n`` units (for R^2)."""
+    spec = model.spec_
+    K, M = spec.n_treatments, spec.n_outcomes
+    scale = np.where(scale > 0, scale, 1.0)
     est = DecisionTreeRegressor(
         max_depth=int(max_depth),
-        min_samples_leaf=max(1, math.ceil(min_share * rows.shape[0])),
+        min_samples_leaf=max(1, math.ceil(min_share * X_fit.shape[0])),
         random_state=random_state,
     )
-    est.fit(X[rows], Z[rows])
-    pred = np.asarray(est.predict(X), dtype=np.float64).reshape(n, -1)
-    sse = ((Z - pred) ** 2).sum(axis=0)
-    sst = ((Z - Z.mean(axis=0)) ** 2).sum(axis=0)
+    est.fit(X_fit, (Y_fit - center) / scale)
+    q = center.shape[0]
+    totals = sums(est, center, scale)
+    sse, z_sum, z_sq = totals[:q], totals[q:2 * q], totals[2 * q:]
+    sst = np.maximum(z_sq - z_sum**2 / n, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
+        r2 = np.where(sst > 1e-12 * n, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
     frame = pd.DataFrame(
         [
             {"treatment": spec.arms[k], "outcome": spec.outcome_names[m], "r2": float(r2[t])}
             for t, (k, m) in enumerate(_cells(spec))
         ]
     )
-    missing = [spec.features[j] for j in np.flatnonzero(np.isnan(X).any(axis=0))]
+    names = [spec.features[j] for j in np.flatnonzero(missing)]
     return EffectTree(
-        est, model, center.reshape(K - 1, M), scale.reshape(K - 1, M), missing, n, frame, source
+        est, model, center.reshape(K - 1, M), scale.reshape(K - 1, M), names, n, frame, source
     )
 
 
@@ -397,6 +421,14 @@ def distill_effects(
     (2000, 3, 3)
     """
     _check_tree_params(max_depth, min_share)
+    model._check_fitted()
+    if is_distributed(data if data is not None else model.data_):
+        from pexkit.execution.explain import effect_tree_on_cluster
+
+        return effect_tree_on_cluster(
+            model, model.data_ if data is None else data, int(max_depth), float(min_share),
+            max_rows=max_rows, random_state=random_state, source="out-of-fold effects",
+        )
     data, tau, folds = _effects_for(model, data)
     X = model._matrix(data)
     source = "out-of-fold effects" if folds is not None else "predicted effects"

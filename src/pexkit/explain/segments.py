@@ -38,6 +38,7 @@ from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores
 from pexkit.exceptions import InvalidParameterError
+from pexkit.execution import is_distributed
 from pexkit.explain.effecttree import (
     EffectTree,
     _check_tree_params,
@@ -211,6 +212,12 @@ def segments(
             f"'tree' must be an EffectTree (from distill_effects) or None; got "
             f"{type(tree).__name__}."
         )
+    model._check_fitted()
+    if is_distributed(data if data is not None else model.data_):
+        from pexkit.execution.explain import segments_on_cluster
+
+        return segments_on_cluster(model, model.data_ if data is None else data, tree,
+                                   int(max_depth), float(min_share), alpha, random_state)
     data, tau, folds = _effects_for(model, data)
     in_sample = folds is not None
     spec = model.spec_
@@ -251,30 +258,50 @@ def segments(
             f"Segments estimated on {data.n_units:,} held-out units (the model never saw their "
             "outcomes)."
         )
-    leaf = tree.apply(X[rows])
-    G = G[rows]
+    sums = leaf_sums(tree.apply(X[rows]), G[rows], len(tree.leaves()))
+    return segments_from_sums(tree, sums, spec, alpha, honest, method, rows)
+
+
+def leaf_sums(leaf: IntArray, G: FloatArray, n_leaves: int) -> FloatArray:
+    """Per leaf: units, and the sums and sums of squares of ``G[:, k] - G[:, 0]`` (all k, m).
+
+    Shape (n_leaves, 1 + 2 K M); sums over disjoint units add up.
+    """
+    n, K, M = G.shape
+    d = (G - G[:, :1, :]).reshape(n, K * M)
+    out = np.zeros((n_leaves, 1 + 2 * K * M))
+    out[:, 0] = np.bincount(leaf, minlength=n_leaves)
+    np.add.at(out[:, 1:1 + K * M], leaf, d)
+    np.add.at(out[:, 1 + K * M:], leaf, d**2)
+    return out
+
+
+def segments_from_sums(
+    tree: EffectTree, sums: FloatArray, spec: ExperimentSpec, alpha: float, honest: bool,
+    method: str, rows: IntArray,
+) -> Segments:
+    """:class:`Segments` from :func:`leaf_sums` over the estimation units ``rows``."""
+    K, M = spec.n_treatments, spec.n_outcomes
     z = float(stats.norm.ppf(1 - alpha / 2))
     n_est = rows.shape[0]
     records: list[dict[str, Any]] = []
     for info in tree.leaves():
-        members = np.flatnonzero(leaf == info.index)
-        size = members.shape[0]
+        size = int(round(sums[info.index, 0]))
         if size == 0:
             continue
         label = f"S{info.index + 1}"
-        est = np.zeros((spec.n_treatments, spec.n_outcomes))
-        se = np.full((spec.n_treatments, spec.n_outcomes), np.nan)
-        for k in range(1, spec.n_treatments):
-            d = G[members, k, :] - G[members, 0, :]
-            est[k] = d.mean(axis=0)
-            if size > 1:
-                se[k] = d.std(axis=0, ddof=1) / np.sqrt(size)
+        est = sums[info.index, 1:1 + K * M].reshape(K, M) / size
+        se = np.full((K, M), np.nan)
+        if size > 1:
+            sq = sums[info.index, 1 + K * M:].reshape(K, M)
+            se = np.sqrt(np.maximum(sq - size * est**2, 0.0) / (size - 1) / size)
+        est[0] = 0.0
         signed = est * np.asarray(spec.signs)[None, :]
         best = np.argmax(signed, axis=0)  # ties go to the lower arm (control first)
-        for k in range(1, spec.n_treatments):
+        for k in range(1, K):
             for m, outcome in enumerate(spec.outcome_names):
                 records.append({
-                    "segment": label, "rule": info.rule, "size": int(size),
+                    "segment": label, "rule": info.rule, "size": size,
                     "share": size / n_est, "treatment": spec.arms[k], "outcome": outcome,
                     "estimate": float(est[k, m]), "se": float(se[k, m]),
                     "ci_low": float(est[k, m] - z * se[k, m]),
