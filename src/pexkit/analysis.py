@@ -153,7 +153,11 @@ def analyze(
             write_effects(model, str(out_dir / "effects"), effect_columns(data))
             summary["effects"] = "effects/ (one Parquet file per part, written by the workers)"
             summary["report"] = ("not written on a cluster: the report plots per-unit data in "
-                                 "one process")
+                                 "one process; its policy tree and segments are below")
+            from pexkit.explain import distill, segments
+
+            summary["policy_tree"] = distill(utility, model, data, max_depth=2).to_dict()
+            summary["segments"] = segments(model, data, max_depth=2).to_dict()
             (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
             spec.to_yaml(out_dir / "spec.yaml")
             if front is not None:

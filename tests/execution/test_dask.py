@@ -129,8 +129,8 @@ def test_what_the_cluster_cannot_do_yet_says_so(client: Any, sim: px.Simulation,
                                                 parts: Path) -> None:
     data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
     model = px.EffectModel(learner="t", base_params={"n_estimators": 5}, progress=False).fit(data)
-    with pytest.raises(InvalidParameterError, match="estimator='dr'"):
-        px.evaluate_policy(px.LinearPolicy(sim.data.spec), data, model, estimator="ips")
+    with pytest.raises(InvalidParameterError, match="pass model=... and no scores"):
+        px.evaluate_policy(px.LinearPolicy(sim.data.spec), data)
     with pytest.raises(InvalidParameterError, match="does not run on a cluster yet"):
         px.build_scores(data, model)
     held_out = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
@@ -237,6 +237,11 @@ def test_analyze_on_a_local_cluster_from_the_cli(sim: px.Simulation, parts: Path
     local = px.EffectModel(learner="t", progress=False).fit(sim.data)
     np.testing.assert_allclose([r["estimate"] for r in summary["ate"]], local.ate().estimate,
                                rtol=0, atol=1e-9)
+    # the report's policy tree and segments come as JSON, the single process's ones
+    tree = px.distill(px.LinearPolicy(sim.data.spec), local, max_depth=2)
+    assert summary["policy_tree"]["rules"] == tree.to_dict()["rules"]
+    assert summary["policy_tree"]["fidelity"] == tree.fidelity
+    assert summary["segments"]["n_units"] == px.segments(local, max_depth=2).n_units
     bad = CliRunner().invoke(app, ["analyze", str(parts), "--spec", str(spec), "--cluster",
                                    "local:zero"])
     # pexkit.cli.main.main turns this into "error: ..." and exit 2 (tests/cli covers that path)
@@ -311,3 +316,32 @@ def test_explanations_on_the_cluster_are_the_single_process_ones(
     one = px.fit_policy_tree(X, R, 2)
     many = px.fit_policy_tree(da.from_array(X, chunks=2500), da.from_array(R, chunks=2500), 2)
     assert str(one) == str(many) and many.reward == pytest.approx(one.reward, rel=1e-12)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_every_estimator_and_the_bootstrap_on_the_cluster(
+    client: Any, sim: px.Simulation, parts: Path, monkeypatch: pytest.MonkeyPatch,
+    grouped: bool,
+) -> None:
+    from pexkit.evaluation import evaluate as evaluate_module
+
+    if not grouped:  # up to this many rows the bootstrap resamples rows, not groups of rows
+        monkeypatch.setattr(evaluate_module, "BOOT_GROUP_ROWS", 30_000)
+    params = {"n_estimators": 30}
+    data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
+    a = px.EffectModel(learner="t", base_params=params, progress=False).fit(data)
+    b = px.EffectModel(learner="t", base_params=params, progress=False).fit(sim.data)
+    policy = px.LinearPolicy(sim.data.spec, weights=WEIGHTS)
+    for estimator in ("dr", "ips", "dm", "snips"):
+        va = px.evaluate_policy(policy, data, a, estimator=estimator, n_bootstrap=300,
+                                random_state=5)
+        vb = px.evaluate_policy(policy, sim.data, b, estimator=estimator, n_bootstrap=300,
+                                random_state=5)
+        for field in ("value", "value_se", "lift", "lift_se", "value_ci", "lift_ci"):
+            np.testing.assert_allclose(getattr(va, field), getattr(vb, field), rtol=1e-7,
+                                       atol=1e-10, err_msg=f"{estimator} {field}")
+        assert va.estimator == estimator
+    # the estimators answer differently (so the comparison above is not one number four times)
+    ips = px.evaluate_policy(policy, data, a, estimator="ips").lift
+    dm = px.evaluate_policy(policy, data, a, estimator="dm").lift
+    assert np.abs(ips - dm).max() > 1e-4

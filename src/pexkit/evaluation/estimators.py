@@ -17,7 +17,10 @@ from numpy.typing import NDArray
 from pexkit.evaluation.scores import PolicyScores
 from pexkit.exceptions import InvalidParameterError
 
-__all__ = ["ESTIMATORS", "OffPolicyEstimator", "get_estimator"]
+__all__ = [
+    "ESTIMATORS", "OffPolicyEstimator", "get_estimator", "snips_terms", "snips_value",
+    "snips_weights",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -88,20 +91,33 @@ class _SelfNormalizedIPS:
         y = scores.outcomes
 
         def ratio_terms(weights: FloatArray) -> FloatArray:
-            mean_w = weights.mean()
-            if mean_w <= 0:
-                raise InvalidParameterError(
-                    "SNIPS is undefined: the policy never picks a logged arm."
-                )
-            value = (weights[:, None] * y).sum(axis=0) / weights.sum()
-            # value + influence function, so that mean = value and sd/sqrt(n) = se
-            out: FloatArray = value[None, :] + weights[:, None] * (y - value[None, :]) / mean_w
-            return out
+            mean_w, value = snips_value(n, weights.sum(), (weights[:, None] * y).sum(axis=0))
+            return snips_terms(weights, y, value, mean_w)
 
-        w_pi = probs[rows, scores.treatment] / scores.propensity
-        w_0 = (scores.treatment == 0) / scores.propensity
+        w_pi, w_0 = snips_weights(scores.treatment, scores.propensity, probs[rows, scores.treatment])
         value_terms = ratio_terms(w_pi)
         return value_terms, value_terms - ratio_terms(w_0)
+
+
+def snips_weights(
+    treatment: NDArray[np.int64], propensity: FloatArray, chosen_prob: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Importance weights of the policy (probability of the logged arm) and of all-control."""
+    return chosen_prob / propensity, (treatment == 0) / propensity
+
+
+def snips_value(n: int, sum_w: float, sum_wy: FloatArray) -> tuple[float, FloatArray]:
+    """SNIPS's mean weight and value from the sums of ``w`` and ``w * y`` over ``n`` rows."""
+    mean_w = float(sum_w) / n
+    if mean_w <= 0:
+        raise InvalidParameterError("SNIPS is undefined: the policy never picks a logged arm.")
+    return mean_w, np.asarray(sum_wy, dtype=np.float64) / float(sum_w)
+
+
+def snips_terms(weights: FloatArray, y: FloatArray, value: FloatArray, mean_w: float) -> FloatArray:
+    """Value + influence function per row, so that mean = value and sd/sqrt(n) = se."""
+    out: FloatArray = value[None, :] + weights[:, None] * (y - value[None, :]) / mean_w
+    return out
 
 
 ESTIMATORS: dict[str, OffPolicyEstimator] = {

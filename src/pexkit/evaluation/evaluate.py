@@ -283,14 +283,15 @@ def evaluate_policy(
     if not 0 < alpha < 1:
         raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
     if is_distributed(data):
-        if est.name != "dr" or n_bootstrap or scores is not None or model is None:
+        if scores is not None or model is None:
             raise InvalidParameterError(
-                "on a cluster, evaluate_policy gives the DR estimate with normal CIs from "
-                "the fitted model: pass model=..., estimator='dr', no scores, n_bootstrap=0."
+                "on a cluster, evaluate_policy uses the fitted model's scores, which stay on "
+                "the workers: pass model=... and no scores."
             )
         from pexkit.execution.dask import evaluate_policy as on_cluster
 
-        return on_cluster(policy, cast(Any, data), model, alpha)
+        return on_cluster(policy, cast(Any, data), model, alpha, est.name, int(n_bootstrap),
+                          random_state)
     sc = _resolve_scores(data, model, scores)
     n, n_treat = sc.n_units, sc.spec.n_treatments
     if isinstance(policy, LinearPolicy):
@@ -332,13 +333,30 @@ def _bootstrap(
     rng = np.random.default_rng(seed)
     n = value_terms.shape[0]
     both = np.concatenate([value_terms, lift_terms], axis=1)
-    if n > 20_000:
-        n_groups = 4_000
-        group = rng.integers(0, n_groups, n)
-        sums = np.stack([np.bincount(group, weights=col, minlength=n_groups) for col in both.T], axis=1)
-        counts = np.bincount(group, minlength=n_groups).astype(np.float64)
+    if n > BOOT_GROUP_ROWS:
+        group = np.asarray(rng.integers(0, BOOT_GROUPS, n), dtype=np.int64)
+        sums, counts = group_sums(group, both)
     else:
         sums, counts = both, np.ones(n)
+    return resample(sums, counts, n_boot, alpha, rng, value_terms.shape[1])
+
+
+BOOT_GROUP_ROWS = 20_000  # above this, rows are summed into BOOT_GROUPS random groups
+BOOT_GROUPS = 4_000
+
+
+def group_sums(group: IntArray, terms: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per-group sums of the columns of ``terms`` and the group sizes (sums over rows add up)."""
+    sums = np.stack([np.bincount(group, weights=col, minlength=BOOT_GROUPS) for col in terms.T],
+                    axis=1).astype(np.float64)
+    return sums, np.bincount(group, minlength=BOOT_GROUPS).astype(np.float64)
+
+
+def resample(
+    sums: FloatArray, counts: FloatArray, n_boot: int, alpha: float, rng: np.random.Generator,
+    M: int,
+) -> tuple[FloatArray, FloatArray]:
+    """Poisson-bootstrap percentile CIs of ``sum / count`` over resampled groups (or rows)."""
     chunk = max(1, min(n_boot, 2**24 // max(sums.shape[0], 1)))
     draws = []
     for start in range(0, n_boot, chunk):
@@ -347,7 +365,6 @@ def _bootstrap(
         draws.append((weights @ sums) / (weights @ counts)[:, None])
     boot = np.concatenate(draws)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
-    M = value_terms.shape[1]
     return np.column_stack([lo[:M], hi[:M]]), np.column_stack([lo[M:], hi[M:]])
 
 

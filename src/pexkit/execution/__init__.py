@@ -1,7 +1,10 @@
 """Where work runs: in this process, or on a Dask cluster (:mod:`pexkit.execution.dask`).
 
-Only :mod:`pexkit.execution.dask` imports dask; this package's root does not,
-so the rest of pexkit can ask :func:`is_distributed` without the import.
+:mod:`pexkit.execution.dask` holds the log and fits on a cluster;
+:mod:`pexkit.execution.trees` searches policy trees there and
+:mod:`pexkit.execution.explain` distills, segments and predicts there. Only these
+import dask; this package's root does not, so the rest of pexkit can ask
+:func:`is_distributed` without the import.
 """
 
 from typing import Any
@@ -29,6 +32,7 @@ def refuse_distributed(data: Any, what: str) -> None:
         raise InvalidParameterError(
             f"{what} does not run on a cluster yet: its per-unit arrays would have to come "
             "to this process. On a DistributedLog, fit EffectModel, then use model.ate(), "
-            "px.evaluate_policy, px.evaluate_policies and px.optimize_policies there; for "
-            f"{what}, load a sample of the log with LoggedData.from_frame."
+            "model.predict, px.evaluate_policy, px.evaluate_policies, px.optimize_policies, "
+            f"px.distill, px.segments and px.distill_effects there; for {what}, load a "
+            "sample of the log with LoggedData.from_frame."
         )

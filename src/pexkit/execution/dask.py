@@ -712,21 +712,70 @@ def ate(model: EffectModel, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _policy_block(block: Block, policy: Any) -> FloatArray:
+def _snips_block(block: Block, policy: Any) -> FloatArray:
+    from pexkit.evaluation.estimators import snips_weights
+
+    assert block.effects is not None
+    actions = np.asarray(policy.choose(block.effects), dtype=np.int64)
+    w_pi, w_0 = snips_weights(block.treatment, block.propensity,
+                              (actions == block.treatment).astype(np.float64))
+    y = block.outcomes
+    return np.concatenate([[w_pi.sum()], (w_pi[:, None] * y).sum(axis=0), [w_0.sum()],
+                           (w_0[:, None] * y).sum(axis=0)])
+
+
+def _policy_block(
+    block: Block, policy: Any, spec: ExperimentSpec, estimator: str, snips: Any,
+    group: IntArray | None, keep_rows: bool,
+) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
+    """(sums of v, v^2, d, d^2 and arm counts; bootstrap group sums or rows; group sizes)."""
+    from pexkit.evaluation.estimators import get_estimator, snips_terms, snips_weights
+    from pexkit.evaluation.evaluate import group_sums
     from pexkit.evaluation.kernels import policy_sums
+    from pexkit.evaluation.scores import PolicyScores
 
     assert block.mu is not None and block.scores is not None and block.effects is not None
     actions = np.asarray(policy.choose(block.effects), dtype=np.int64)
     n_treat = block.mu.shape[1]
     counts = np.bincount(actions, minlength=n_treat).astype(np.float64)
-    return np.concatenate([policy_sums(block.scores, actions), counts])
+    y = block.outcomes
+    if estimator == "snips":
+        (m_pi, v_pi), (m_0, v_0) = snips
+        w_pi, w_0 = snips_weights(block.treatment, block.propensity,
+                                  (actions == block.treatment).astype(np.float64))
+        value = snips_terms(w_pi, y, v_pi, m_pi)
+        lift = value - snips_terms(w_0, y, v_0, m_0)
+        sums = np.concatenate([value.sum(0), (value**2).sum(0), lift.sum(0), (lift**2).sum(0)])
+    else:
+        table = get_estimator(estimator).table(PolicyScores(
+            block.scores, block.mu, block.treatment, block.propensity, y, spec))
+        sums = policy_sums(table, actions)
+        if group is not None or keep_rows:
+            value = table[np.arange(actions.shape[0]), actions]
+            lift = value - table[:, 0, :]
+    head = np.concatenate([sums, counts])
+    if group is not None:
+        boot, sizes = group_sums(group, np.concatenate([value, lift], axis=1))
+        return head, boot, sizes
+    if keep_rows:
+        return head, np.concatenate([value, lift], axis=1), None
+    return head, None, None
 
 
-def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
-                    alpha: float) -> PolicyValue:
-    """DR value and lift of a :class:`LinearPolicy` on the training log, as sums over blocks."""
+def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel, alpha: float,
+                    estimator: str = "dr", n_bootstrap: int = 0, random_state: int = 0
+                    ) -> PolicyValue:
+    """A :class:`LinearPolicy`'s value and lift on the training log (DR, IPS, DM or SNIPS;
+    normal or bootstrap CIs), from sums over blocks."""
 
-    from pexkit.evaluation.evaluate import PolicyValue, _moments
+    from pexkit.evaluation.estimators import snips_value
+    from pexkit.evaluation.evaluate import (
+        BOOT_GROUP_ROWS,
+        BOOT_GROUPS,
+        PolicyValue,
+        _moments,
+        resample,
+    )
     from pexkit.policy.linear import LinearPolicy
 
     fit: DistributedFit | None = getattr(model, "distributed_", None)
@@ -742,13 +791,41 @@ def evaluate_policy(policy: Any, data: DistributedLog, model: EffectModel,
         )
     client = data.client
     n_out = data.n_outcomes
-    sums = np.sum(client.gather(client.map(_policy_block, fit.blocks, policy=policy)), axis=0)
     n = data.n_units
+    snips = None
+    if estimator == "snips":  # the ratio's global value first, then each row's terms
+        s = np.sum(client.gather(client.map(_snips_block, fit.blocks, policy=policy)), axis=0)
+        snips = (snips_value(n, s[0], s[1:1 + n_out]), snips_value(n, s[1 + n_out],
+                                                                    s[2 + n_out:]))
+    rng = np.random.default_rng(random_state)
+    groups: list[IntArray | None] = [None] * len(fit.blocks)
+    keep_rows = n_bootstrap > 0 and n <= BOOT_GROUP_ROWS
+    if n_bootstrap > 0 and not keep_rows:  # the single process's random groups
+        group = rng.integers(0, BOOT_GROUPS, n)
+        starts = np.concatenate([[0], np.cumsum(data.part_sizes)])
+        groups = [group[starts[i]:starts[i + 1]] for i in range(len(fit.blocks))]
+        del group
+    parts = client.gather([
+        client.submit(_policy_block, b, policy, data.spec, estimator, snips, g, keep_rows,
+                      pure=False)
+        for b, g in zip(fit.blocks, groups, strict=True)
+    ])
+    sums = np.sum([p[0] for p in parts], axis=0)
     value, value_se, lift, lift_se = (
         a[0] for a in _moments(sums[: 4 * n_out].reshape(1, -1), n, n_out)
     )
-    return PolicyValue.normal(data.spec, value, value_se, lift, lift_se, sums[4 * n_out:] / n,
-                              "dr", alpha, n)
+    out = PolicyValue.normal(data.spec, value, value_se, lift, lift_se, sums[4 * n_out:] / n,
+                             estimator, alpha, n)
+    if n_bootstrap > 0:
+        if keep_rows:
+            rows = np.concatenate([p[1] for p in parts])
+            boot_sums, sizes = rows, np.ones(n)
+        else:
+            boot_sums = np.sum([p[1] for p in parts], axis=0)
+            sizes = np.sum([p[2] for p in parts], axis=0)
+        value_ci, lift_ci = resample(boot_sums, sizes, n_bootstrap, alpha, rng, n_out)
+        out = replace(out, value_ci=value_ci, lift_ci=lift_ci, extra={"n_bootstrap": n_bootstrap})
+    return out
 
 
 # ----------------------------------------------------------- policy search
