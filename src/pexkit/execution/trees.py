@@ -45,8 +45,15 @@ def _summed(*arrays: FloatArray) -> FloatArray:
     return out
 
 
+REDUCE_FAN_IN = 8  # arrays added up per task of the reduction tree
+
+
 def reduce_sum(client: Any, futures: list[Any]) -> FloatArray:
-    """Sum arrays held on the workers on one worker; only the sum comes to the client."""
+    """Sum arrays held on the workers, in a tree of tasks (at most ``REDUCE_FAN_IN`` arrays
+    meet on one worker); only the total comes to the client."""
+    while len(futures) > REDUCE_FAN_IN:
+        futures = [client.submit(_summed, *futures[i:i + REDUCE_FAN_IN], pure=False)
+                   for i in range(0, len(futures), REDUCE_FAN_IN)]
     out: FloatArray = client.submit(_summed, *futures, pure=False).result()
     return out
 
