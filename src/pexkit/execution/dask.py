@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.data.logged import sample_ratio_test
 from pexkit.effects import boosting
-from pexkit.effects.boosting import LightGBMLearner, make_base_learner
+from pexkit.effects.boosting import LightGBMLearner, final_stage_params, make_base_learner
 from pexkit.effects.learners.base import with_arm
 from pexkit.effects.learners.x import x_weight
 from pexkit.effects.nuisance import doubly_robust_scores, make_folds
@@ -544,7 +544,7 @@ def _fit_dr(
                         n_folds=n_folds, base_params=params)
     cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
     futures = [
-        client.submit(_fit_models, params, categorical,
+        client.submit(_fit_models, final_stage_params(params), categorical,
                       [seed + 101 * f + 13 * k + m for k, m in cells], sample,
                       *client.map(_dr_rows, blocks, f=f), pure=False)
         for f in range(n_folds)
@@ -571,7 +571,7 @@ def _fit_x(
     keys = [(f, k, side) for f in range(n_folds) for k in range(1, n_treat) for side in (1, 0)]
     futures = [
         client.submit(
-            _fit_models, params, categorical,
+            _fit_models, final_stage_params(params), categorical,
             [seed + 211 * f + 17 * k + m + (0 if side else 1) for m in range(n_out)], sample,
             *client.map(_x_rows, blocks, f=f, k=k, arm=k if side else 0), pure=False,
         )

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pexkit.effects.boosting import fit_many, predict_many
+from pexkit.effects.boosting import final_stage, fit_many, predict_many
 from pexkit.effects.learners.base import FitContext, FloatArray, MetaLearner, Term
 from pexkit.effects.nuisance import doubly_robust_scores, fit_pair_models
 
@@ -66,7 +66,7 @@ class DRLearner(MetaLearner):
                     tasks.append((train, pseudo[:, k, m].copy(), seed + 101 * f + 13 * k + m))
                     stage_keys.append((f, k, m))
         del mu_train
-        fitted = fit_many(base, tasks, bar.advance)
+        fitted = fit_many(final_stage(base), tasks, bar.advance)
         oof = np.zeros((data.n_units, n_treat, n_out))
         models: list[list[list[Any]]] = [[[] for _ in range(n_out)] for _ in range(n_treat)]
         held_preds = predict_many(

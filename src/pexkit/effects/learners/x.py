@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pexkit.effects.boosting import fit_many, predict_many
+from pexkit.effects.boosting import final_stage, fit_many, predict_many
 from pexkit.effects.learners.base import FitContext, FloatArray, MetaLearner, Term
 
 __all__ = ["XLearner", "x_weight"]
@@ -52,7 +52,7 @@ class XLearner(MetaLearner):
             rows1, rows0 = arm_rows[(f, k)], arm_rows[(f, 0)]
             tasks.append((rows1, Y[rows1, m] - mu0, s))
             tasks.append((rows0, muk - Y[rows0, m], s + 1))
-        fitted = fit_many(base, tasks, bar.advance)
+        fitted = fit_many(final_stage(base), tasks, bar.advance)
         held = {f: np.flatnonzero(folds == f) for f in range(n_folds)}
         preds = predict_many(
             base, [(model, X[held[keys[i // 2][0]]]) for i, model in enumerate(fitted)]
