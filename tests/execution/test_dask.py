@@ -198,11 +198,14 @@ def test_auto_between_t_and_dr_on_the_cluster_is_the_single_process_fit(
 def test_every_learner_on_the_cluster_is_the_single_process_fit(
     client: Any, sim: px.Simulation, parts: Path, learner: str
 ) -> None:
-    params = {"n_estimators": 25}
+    # early stopping on every model (its held-out rows are drawn alike in both paths)
+    params = {"n_estimators": 60, "early_stopping_rounds": 3, "early_stopping_min_rows": 1000}
     kw = {"learner": learner, "base_params": params, "progress": False}
     data = px.LoggedData.from_parquet(parts, sim.data.spec, cluster=client)
     a = px.EffectModel(**kw).fit(data)
     b = px.EffectModel(**kw).fit(sim.data)
+    trees = {m.num_trees() for fold in b.outcome_models_ for arm in fold for m in arm}
+    assert min(trees) < 60  # some did stop early
     assert a.selection_.learner.tolist() == b.selection_.learner.tolist()
     losses = [c for c in b.selection_.columns if c.startswith("loss_")]
     np.testing.assert_allclose(a.selection_[losses], b.selection_[losses], rtol=1e-9)

@@ -62,7 +62,7 @@ class EffectModel:
         Learners tried by ``learner="auto"``.
     base_params : dict, optional
         Overrides of the base learner's parameters (e.g. ``n_estimators``).
-        LightGBM models on 2,000 rows or more stop early: up to ``n_estimators``
+        LightGBM models on 20,000 rows or more stop early: up to ``n_estimators``
         rounds, until the loss on a seeded 10% of their rows
         (``validation_fraction``) has not fallen for ``early_stopping_rounds``
         (10; second-stage DR and X models 30) rounds; ``{"early_stopping_rounds":
