@@ -321,6 +321,8 @@ def distill(
         Default: the data the model was fitted on (its out-of-fold effects;
         value terms cross-fitted). Other data must be units the model was not
         fitted on (a holdout), else its in-sample predictions flatter the black box.
+        On a cluster, the model's training ``DistributedLog`` (the same tree and
+        figures, from sums over its parts: :mod:`pexkit.execution.explain`).
     max_depth : int
         1-4.
     min_leaf_share : float

@@ -396,7 +396,9 @@ def distill_effects(
     model : EffectModel
     data : LoggedData, optional
         Default: the model's own data with its out-of-fold effects
-        (``model.effects_``); other data uses ``model.predict(data)``.
+        (``model.effects_``); other data uses ``model.predict(data)``. On a
+        cluster, the model's training ``DistributedLog`` (fitted on the same
+        sample, R^2 from sums over the parts).
     max_depth : int
         1-6.
     min_share : float

@@ -189,6 +189,8 @@ def segments(
     data : LoggedData, optional
         Default: the model's own data (segments found and estimated on one
         cross-fitting fold, see the module docstring); else held-out units.
+        On a cluster, the model's training ``DistributedLog``
+        (:mod:`pexkit.execution.explain`).
     tree : EffectTree, optional
         Segments to use; default a Distill-HTE tree (:func:`distill_effects`)
         fitted as described in the module docstring.
