@@ -14,6 +14,7 @@ from scipy import stats
 
 from pexkit.exceptions import InvalidDataError, SampleRatioMismatchWarning
 from pexkit.spec import ExperimentSpec
+from pexkit.spec.spec import label_key
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -375,13 +376,18 @@ class LoggedData:
                 _first(raw_t.isna().to_numpy()),
                 "Drop rows without an assignment or fill in their arm.",
             )
-        labels = raw_t.astype(str).to_numpy()
-        arm_index = {a: i for i, a in enumerate(spec.arms)}
-        codes = pd.Series(labels).map(arm_index)
+        # labels match by value where they are numbers (0, 0.0 and "0" are one arm)
+        inverse, uniques = pd.factorize(raw_t)
+        arm_index = {label_key(a): i for i, a in enumerate(spec.arms)}
+        unique_codes = np.array([arm_index.get(label_key(u), -1) for u in uniques],
+                                dtype=np.int64)
+        codes = pd.Series(unique_codes[inverse] if len(uniques) else np.zeros(0, np.int64))
+        codes = codes.where(codes >= 0)
         unknown = codes.isna().to_numpy()
         if unknown.any():
             row = _first(unknown)
-            found = sorted(set(labels[unknown]))[:5]
+            found = sorted({str(u) for u, c in zip(uniques, unique_codes, strict=True)
+                            if c < 0})[:5]
             _fail(
                 spec.treatment,
                 f"an arm label from {list(spec.arms)}",
@@ -497,17 +503,30 @@ class LoggedData:
         if not spec.propensity:
             srm = sample_ratio_test(counts, spec)
             if srm.mismatch and warn_srm:
-                warnings.warn(
-                    f"sample ratio mismatch in column {spec.treatment!r}: arm counts "
-                    f"{srm.counts} differ from the design's shares "
-                    f"{dict(zip(spec.arms, spec.shares, strict=True))} (chi2="
-                    f"{srm.chi2:.1f}, p={srm.p_value:.2g}). Randomization or logging "
-                    "may be broken; check the assignment pipeline before trusting "
-                    "effects.",
-                    SampleRatioMismatchWarning,
-                    stacklevel=2,
-                )
+                warnings.warn(srm_message(spec, srm), SampleRatioMismatchWarning, stacklevel=2)
         return cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm)
+
+
+def srm_message(spec: ExperimentSpec, srm: SampleRatioTest) -> str:
+    """The sample-ratio warning; on an equal-split spec it names ``treatment.shares``."""
+    observed = {a: round(c / max(sum(srm.counts.values()), 1), 4) for a, c in srm.counts.items()}
+    text = (
+        f"sample ratio mismatch in column {spec.treatment!r}: arm counts {srm.counts} differ "
+        f"from the design's shares {dict(zip(spec.arms, spec.shares, strict=True))} "
+        f"(chi2={srm.chi2:.1f}, p={srm.p_value:.2g}). "
+    )
+    equal = all(abs(s - 1.0 / spec.n_treatments) < 1e-12 for s in spec.shares)
+    if equal:
+        text += (
+            f"If the design assigned unequal shares on purpose (observed: {observed}), "
+            "declare them in the spec's treatment.shares, or give a propensity column: "
+            "without either, every arm is taken to have probability "
+            f"1/{spec.n_treatments} and the effects are weighted wrongly. Otherwise "
+        )
+    return text + (
+        "randomization or logging may be broken; check the assignment pipeline before "
+        "trusting effects."
+    )
 
 
 def sample_ratio_test(counts: NDArray[Any], spec: ExperimentSpec) -> SampleRatioTest:

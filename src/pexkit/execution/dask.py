@@ -39,7 +39,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from pexkit.data import FeatureEncoder, LoggedData
-from pexkit.data.logged import sample_ratio_test
+from pexkit.data.logged import sample_ratio_test, srm_message
 from pexkit.effects import boosting
 from pexkit.effects.boosting import LightGBMLearner, final_stage_params, make_base_learner
 from pexkit.effects.learners.base import with_arm
@@ -241,15 +241,7 @@ def read_parquet(path: str, spec: ExperimentSpec, client: Any) -> DistributedLog
     if not spec.propensity:
         srm = sample_ratio_test(totals, spec)
         if srm.mismatch:
-            warnings.warn(
-                f"sample ratio mismatch in column {spec.treatment!r}: arm counts "
-                f"{srm.counts} differ from the design's shares "
-                f"{dict(zip(spec.arms, spec.shares, strict=True))} (chi2={srm.chi2:.1f}, "
-                f"p={srm.p_value:.2g}). Randomization or logging may be broken; check the "
-                "assignment pipeline before trusting effects.",
-                SampleRatioMismatchWarning,
-                stacklevel=3,
-            )
+            warnings.warn(srm_message(spec, srm), SampleRatioMismatchWarning, stacklevel=3)
     return DistributedLog(spec=spec, client=client, blocks=blocks, encoder=encoder,
                           part_sizes=[int(s) for s in sizes], arm_totals=totals, srm=srm,
                           paths=paths)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
 from pexkit.exceptions import SpecError
@@ -58,6 +60,37 @@ class Outcome:
     def sign(self) -> float:
         """Return +1 for a maximized outcome and -1 for a minimized one."""
         return 1.0 if self.goal == "maximize" else -1.0
+
+
+def label_key(value: Any) -> str:
+    """The key arm labels are matched by: numbers by value, anything else by its text.
+
+    ``0``, ``0.0``, ``"0"``, ``"0.0"`` and ``np.int64(0)`` are one arm; ``"a"`` is
+    ``"a"``. Text that is not plainly a finite number (``"nan"``, ``" 1"``, ``"1_0"``)
+    stays text.
+
+    >>> label_key(1.0), label_key("1"), label_key("1.50"), label_key("B")
+    ('1', '1', '1.5', 'B')
+    """
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    text = str(value)
+    if isinstance(value, float | np.floating):
+        x = float(value)
+    else:
+        if not text or text != text.strip() or "_" in text:
+            return text
+        try:
+            x = float(text)
+        except ValueError:
+            return text
+    if not math.isfinite(x):
+        return text
+    if x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    return repr(x)
 
 
 def _names(value: Any, what: str) -> tuple[str, ...]:
@@ -198,6 +231,15 @@ class ExperimentSpec:
             )
         if len(set(arm_names)) != len(arm_names):
             raise SpecError(f"'treatment.arms' has duplicate labels: {list(arm_names)}.")
+        seen: dict[str, str] = {}
+        for label in arm_names:
+            other = seen.setdefault(label_key(label), label)
+            if other != label:
+                raise SpecError(
+                    f"'treatment.arms' labels {other!r} and {label!r} are one arm: numeric "
+                    "labels match by value (0, 0.0 and '0' are the same arm). Rename one "
+                    "of them."
+                )
 
         if isinstance(outcomes, Mapping):
             items: list[Any] = [
@@ -325,10 +367,10 @@ class ExperimentSpec:
                 f"{list(self.outcome_names)}."
             ) from None
 
-    def treatment_index(self, label: str) -> int:
-        """Return the position of arm ``label``; raise SpecError if unknown."""
+    def treatment_index(self, label: Any) -> int:
+        """Return the position of arm ``label`` (numbers match by value); SpecError if unknown."""
         try:
-            return self.arms.index(label)
+            return [label_key(a) for a in self.arms].index(label_key(label))
         except ValueError:
             raise SpecError(
                 f"unknown treatment {label!r}; the spec's arms are {list(self.arms)}."
