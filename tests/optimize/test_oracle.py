@@ -48,11 +48,22 @@ def test_front_keeps_90_percent_of_the_oracle_hypervolume(setting, record_proper
     assert hv_ours >= 0.9 * hv_oracle
 
 
-def test_biases_widen_the_front(setting, record_property):
+def test_biases_cost_no_front(setting, record_property):
+    # the biased class contains the unbiased one (biases 0), so at equal budget its front
+    # may only trail by the search's sampling noise in two more dimensions. Measured on this
+    # model (early-stopped outcome models, 2026-11-29): 0.990 of the unbiased hypervolume at
+    # 1,500 evaluations, 0.999 at 6,000 (with the earlier 100-round models, biases widened
+    # it); a broken bias dimension (wrong bounds, ignored biases) loses far more
     sim, model = setting
     with_b = px.optimize_policies(model, sim.data, method="sobol", budget=1500, biases=True)
     without = px.optimize_policies(model, sim.data, method="sobol", budget=1500, biases=False)
     hv_b, hv_nb = with_b.hypervolume(), without.hypervolume()
     record_property("hv_biases", hv_b)
     record_property("hv_no_biases", hv_nb)
-    assert hv_b >= hv_nb
+    assert hv_b >= 0.98 * hv_nb
+    # and the two searches differ in what they search: finite biases only where asked for
+    # (both fronts hold the single-arm baselines, written as policies with 1e9 biases)
+    def finite_biases(front):
+        return [b for b in (np.abs(p.bias_matrix).max() for p in front.policies) if 0 < b < 1e6]
+
+    assert len(finite_biases(with_b)) > 100 and finite_biases(without) == []
