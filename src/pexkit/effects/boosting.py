@@ -9,6 +9,7 @@ for each, as the peers do.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
@@ -63,6 +64,8 @@ class BaseLearner(Protocol):
     def predict(self, model: Any, X: FloatArray) -> FloatArray:
         """Predict with a model returned by ``fit``."""
 
+
+_BUILD_LOCK = threading.Lock()  # see LightGBMLearner._train
 
 #: rows that feature bins are found on (LightGBM's own ``bin_construct_sample_cnt``)
 BIN_SAMPLE = 200_000
@@ -232,14 +235,28 @@ class LightGBMLearner:
         import lightgbm as lgb
 
         params = {**self.params, "seed": seed}
-        if not self.stop_rounds or n < self.stop_min_rows:
-            return lgb.train(params, subset(None), num_boost_round=self.n_rounds)
+        stop = bool(self.stop_rounds) and n >= self.stop_min_rows
         held = np.random.default_rng(seed + 104_729).random(n) < self.validation_fraction
-        train, valid = subset(~held), subset(held)
-        booster = lgb.train(params, train, num_boost_round=self.n_rounds, valid_sets=[valid],
-                            callbacks=[lgb.early_stopping(self.stop_rounds, verbose=False)])
-        best = int(booster.best_iteration or booster.current_iteration())
-        return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+        # LightGBM crashed (SIGSEGV in LGBM_BoosterCreate) when threads built subsets of
+        # the shared Dataset and boosters with validation sets at once: they are built one
+        # at a time; the boosting rounds (the work) still run side by side
+        with _BUILD_LOCK:
+            booster = lgb.Booster(params=params, train_set=subset(~held if stop else None))
+            if stop:
+                booster.add_valid(subset(held), "held_out")
+        if not stop:
+            for _ in range(self.n_rounds):
+                booster.update()
+            return lgb.Booster(model_str=booster.model_to_string())
+        best_round, best_loss = 0, np.inf
+        for done in range(1, self.n_rounds + 1):
+            booster.update()
+            loss = float(booster.eval_valid()[0][2])
+            if loss < best_loss:  # as LightGBM's early_stopping callback: strictly better
+                best_round, best_loss = done, loss
+            elif done - best_round >= self.stop_rounds:
+                break
+        return lgb.Booster(model_str=booster.model_to_string(num_iteration=best_round))
 
     def predict(self, model: Any, X: FloatArray) -> FloatArray:
         """Predict rows of ``X``."""
