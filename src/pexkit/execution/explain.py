@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pexkit.exceptions import InvalidDataError, InvalidParameterError
-from pexkit.execution.trees import fit_tree_on_parts, reduce_sum
+from pexkit.execution.trees import fit_tree_on_parts, gather_rows, reduce_sum
 
 if TYPE_CHECKING:
     from pexkit.effects.model import EffectModel
@@ -52,27 +52,6 @@ def _fit_of(model: EffectModel, data: Any, what: str) -> DistributedFit:
 
 def _starts(data: DistributedLog) -> IntArray:
     return np.concatenate([[0], np.cumsum(data.part_sizes)]).astype(np.int64)
-
-
-def _local(rows: IntArray, starts: IntArray, i: int) -> IntArray:
-    lo, hi = np.searchsorted(rows, [starts[i], starts[i + 1]])
-    out: IntArray = rows[lo:hi] - starts[i]
-    return out
-
-
-def _take(part: tuple[FloatArray, ...], local: IntArray) -> tuple[FloatArray, ...]:
-    return tuple(a[local] for a in part)
-
-
-def gather_rows(client: Any, parts: list[Any], data: DistributedLog, rows: IntArray
-                ) -> tuple[FloatArray, ...]:
-    """The arrays of ``parts`` at the global ``rows`` (sorted), concatenated in row order."""
-    starts = _starts(data)
-    pieces = client.gather([
-        client.submit(_take, part, _local(rows, starts, i), pure=False)
-        for i, part in enumerate(parts)
-    ])
-    return tuple(np.concatenate(arrays) for arrays in zip(*pieces, strict=True))
 
 
 def _moments(terms: FloatArray) -> FloatArray:
@@ -144,10 +123,9 @@ def distill_on_cluster(
     from pexkit.explain.distill import (
         FIDELITY_MAX_FIT,
         FIDELITY_SPLITS,
-        DistilledPolicy,
+        distilled_policy,
         fieller_moments,
         lift_moments,
-        wilson,
     )
     from pexkit.explain.policytree import fit_policy_tree
 
@@ -173,7 +151,7 @@ def distill_on_cluster(
             if fit_rows.shape[0] > FIDELITY_MAX_FIT:
                 fit_rows = np.sort(rng.choice(fit_rows, FIDELITY_MAX_FIT, replace=False))
             if np.any(split == s) and fit_rows.shape[0]:
-                Xs, Us = gather_rows(client, parts, data, fit_rows)
+                Xs, Us = gather_rows(client, parts, data.part_sizes, fit_rows)
                 held_trees.append(fit_policy_tree(Xs, Us, int(max_depth), **kw))
             else:
                 held_trees.append(None)
@@ -213,29 +191,12 @@ def distill_on_cluster(
         return float(m[0]), float(m[1]), c
 
     e = np.eye(q)
-    a, b, c = pair(e[0], e[1])
-    kept, kept_lo, kept_hi = fieller_moments(n, a, b, c)
-    a, b, c = pair(e[0] - e[single], e[1] - e[single])
-    gkept, gkept_lo, gkept_hi = fieller_moments(n, a, b, c)
-    return DistilledPolicy(
-        tree=tree,
-        model=model,
-        fidelity=agree / n,
-        fidelity_ci=wilson(agree, n),
-        value_kept=kept,
-        value_kept_ci=(kept_lo, kept_hi),
-        gain_kept=gkept,
-        gain_kept_ci=(gkept_lo, gkept_hi),
-        baseline=spec.arms[best],
-        lifts={
-            "tree": lift_moments(n, *combo(e[0])),
-            "black box": lift_moments(n, *combo(e[1])),
-            f"all {spec.arms[best]}": lift_moments(n, *combo(e[single])),
-        },
-        shares={arm: float(s) for arm, s in zip(spec.arms, shares, strict=True)},
-        policy=policy,
-        evaluation="cross-fitted",
-        n_units=n,
+    return distilled_policy(
+        tree, model, policy, n, agree, best,
+        fieller_moments(n, *pair(e[0], e[1])),
+        fieller_moments(n, *pair(e[0] - e[single], e[1] - e[single])),
+        tuple(lift_moments(n, *combo(v)) for v in (e[0], e[1], e[single])),  # type: ignore[arg-type]
+        shares, "cross-fitted",
     )
 
 
@@ -286,13 +247,7 @@ def effect_tree_on_cluster(
         rows = np.arange(n)
         if max_rows is not None and n > max_rows:
             rows = np.sort(np.random.default_rng(random_state).choice(n, max_rows, replace=False))
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        pieces = client.gather([
-            client.submit(_take, part, _local(rows, starts, i), pure=False)
-            for i, part in enumerate(parts)
-        ])
-        X = np.concatenate([p[0] for p in pieces])
-        Y = np.concatenate([p[1] for p in pieces])
+        X, Y = gather_rows(client, parts, sizes, rows)
         missing = np.asarray(totals[1 + 2 * q:] > 0)
         return effect_tree_from(
             model, X, Y, mean, np.sqrt(var), n, max_depth, min_share, random_state, source,
@@ -331,7 +286,7 @@ def segments_on_cluster(
 ) -> Segments:
     """:func:`~pexkit.segments` on the training log: the tree found and the segments
     estimated on the largest cross-fitting fold, as in one process."""
-    from pexkit.explain.segments import segments_from_sums
+    from pexkit.explain.segments import GIVEN_TREE_METHOD, fold_method, segments_from_sums
 
     fit = _fit_of(model, data, "segments")
     client: Any = data.client
@@ -339,7 +294,8 @@ def segments_on_cluster(
                                             pure=False))
     starts = _starts(data)
     if tree is None:
-        fold: int | None = int(np.argmax(fold_n))
+        largest = int(np.argmax(fold_n))
+        fold: int | None = largest
         tree = effect_tree_on_cluster(
             model, data, int(max_depth), float(min_share), fold=fold,
             random_state=random_state, source=f"out-of-fold effects of fold {fold}",
@@ -349,20 +305,12 @@ def segments_on_cluster(
             for i, b in enumerate(fit.blocks)
         ]))
         honest = True
-        method = (
-            f"Segments found and estimated on cross-fitting fold {fold} ({rows.shape[0]:,} of "
-            f"{data.n_units:,} units): their effects and DR scores come from models that never "
-            "saw their outcomes."
-        )
+        method = fold_method(largest, rows.shape[0], data.n_units)
     else:
         fold = None
         rows = np.arange(data.n_units)
         honest = False
-        method = (
-            "Given segments estimated on the model's own data: the segments may have been drawn "
-            "with these outcomes (through the model's effects), so the intervals can be too "
-            "optimistic. Pass held-out data for honest estimates."
-        )
+        method = GIVEN_TREE_METHOD
     # the tree's estimator and leaf numbers travel (the tree itself refers to the model)
     sums = reduce_sum(client, client.map(_segment_part, fit.blocks, fold=fold,
                                          estimator=tree.estimator,

@@ -32,7 +32,7 @@ from pexkit.explain.policytree import (
     tree_names,
 )
 
-__all__ = ["ClusterRows", "fit_policy_tree_on_cluster", "fit_tree_on_parts"]
+__all__ = ["ClusterRows", "fit_policy_tree_on_cluster", "fit_tree_on_parts", "gather_rows"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -94,9 +94,27 @@ def _part_summary(part: tuple[FloatArray, FloatArray]) -> FloatArray:
     return out
 
 
-def _sample_part(part: tuple[FloatArray, FloatArray], local: IntArray | None) -> FloatArray:
-    X = part[0]
-    return _clean(X if local is None else X[local])
+def _take(part: tuple[FloatArray, ...], local: IntArray | None) -> tuple[FloatArray, ...]:
+    return part if local is None else tuple(a[local] for a in part)
+
+
+def gather_rows(client: Any, parts: list[Any], sizes: Sequence[int], rows: IntArray | None
+                ) -> tuple[FloatArray, ...]:
+    """The arrays of ``parts`` (``sizes`` rows each) at the global ``rows`` (sorted; None:
+    every row), concatenated in row order: for bounded samples, never a whole log."""
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    locals_: list[IntArray | None] = []
+    for i in range(len(parts)):
+        if rows is None:
+            locals_.append(None)
+        else:
+            lo, hi = np.searchsorted(rows, [starts[i], starts[i + 1]])
+            locals_.append(rows[lo:hi] - starts[i])
+    pieces = client.gather([
+        client.submit(_take, part, local, pure=False)
+        for part, local in zip(parts, locals_, strict=True)
+    ])
+    return tuple(np.concatenate(arrays) for arrays in zip(*pieces, strict=True))
 
 
 def _codes_part(part: tuple[FloatArray, FloatArray], edges: list[FloatArray]
@@ -128,20 +146,8 @@ def fit_tree_on_parts(
         raise InvalidParameterError(NOT_FINITE)
     names, actions = tree_names((n, p), (n, K), feature_names, action_names)
     missing = [names[j] for j in np.flatnonzero(summaries[:, 3:3 + p].any(axis=0))]
-    rows = sample_rows(n)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    locals_: list[IntArray | None] = []
-    for i in range(len(parts)):
-        if rows is None:
-            locals_.append(None)
-        else:
-            lo, hi = np.searchsorted(rows, [starts[i], starts[i + 1]])
-            locals_.append(rows[lo:hi] - starts[i])
-    samples = client.gather([
-        client.submit(_sample_part, part, local, pure=False)
-        for part, local in zip(parts, locals_, strict=True)
-    ])
-    edges = bin_edges(np.concatenate(samples), max_bins)
+    sample = gather_rows(client, parts, sizes.tolist(), sample_rows(n))[0]
+    edges = bin_edges(_clean(sample), max_bins)
     coded = client.map(_codes_part, parts, edges=edges, pure=False)
     try:
         return grow(ClusterRows(client, coded), edges, n, depth, min_leaf_share, names, actions,

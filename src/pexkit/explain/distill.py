@@ -405,27 +405,38 @@ def distill(
     tree_terms, black_terms = gain[rows_all, scored], gain[rows_all, black]
     best = int(np.argmax(gain.mean(axis=0)))
     single_terms = gain[:, best]
-    kept, kept_lo, kept_hi = fieller(tree_terms, black_terms)
-    gkept, gkept_lo, gkept_hi = fieller(tree_terms - single_terms, black_terms - single_terms)
-    baseline = f"all {spec.arms[best]}"
-    shares = np.bincount(chosen, minlength=spec.n_treatments) / n
+    return distilled_policy(
+        tree, model, policy, n, agree, best,
+        fieller(tree_terms, black_terms),
+        fieller(tree_terms - single_terms, black_terms - single_terms),
+        (_lift(tree_terms), _lift(black_terms), _lift(single_terms)),
+        np.bincount(chosen, minlength=spec.n_treatments) / n,
+        "cross-fitted" if in_sample else "held-out",
+    )
+
+
+def distilled_policy(
+    tree: PolicyTree, model: EffectModel, policy: LinearPolicy, n: int, agree: float,
+    best: int, kept: tuple[float, float, float], gain_kept: tuple[float, float, float],
+    lifts: tuple[dict[str, float], dict[str, float], dict[str, float]], shares: FloatArray,
+    evaluation: str,
+) -> DistilledPolicy:
+    """A :class:`DistilledPolicy` from its figures: ``kept`` and ``gain_kept`` as
+    (ratio, low, high), ``lifts`` of the tree, the black box and all-``best``."""
+    spec = model.spec_
     return DistilledPolicy(
         tree=tree,
         model=model,
         fidelity=agree / n,
         fidelity_ci=wilson(agree, n),
-        value_kept=kept,
-        value_kept_ci=(kept_lo, kept_hi),
-        gain_kept=gkept,
-        gain_kept_ci=(gkept_lo, gkept_hi),
+        value_kept=kept[0],
+        value_kept_ci=(kept[1], kept[2]),
+        gain_kept=gain_kept[0],
+        gain_kept_ci=(gain_kept[1], gain_kept[2]),
         baseline=spec.arms[best],
-        lifts={
-            "tree": _lift(tree_terms),
-            "black box": _lift(black_terms),
-            baseline: _lift(single_terms),
-        },
+        lifts=dict(zip(("tree", "black box", f"all {spec.arms[best]}"), lifts, strict=True)),
         shares={a: float(s) for a, s in zip(spec.arms, shares, strict=True)},
         policy=policy,
-        evaluation="cross-fitted" if in_sample else "held-out",
+        evaluation=evaluation,
         n_units=n,
     )

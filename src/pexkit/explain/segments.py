@@ -234,20 +234,12 @@ def segments(
             random_state=random_state, source=f"out-of-fold effects of fold {fold}",
         )
         honest = True
-        method = (
-            f"Segments found and estimated on cross-fitting fold {fold} ({rows.shape[0]:,} of "
-            f"{data.n_units:,} units): their effects and DR scores come from models that never "
-            "saw their outcomes."
-        )
+        method = fold_method(fold, rows.shape[0], data.n_units)
     elif in_sample:
         assert tree is not None
         rows = np.arange(data.n_units)
         honest = False
-        method = (
-            "Given segments estimated on the model's own data: the segments may have been drawn "
-            "with these outcomes (through the model's effects), so the intervals can be too "
-            "optimistic. Pass held-out data for honest estimates."
-        )
+        method = GIVEN_TREE_METHOD
     else:
         rows = np.arange(data.n_units)
         if tree is None:
@@ -262,6 +254,21 @@ def segments(
         )
     sums = leaf_sums(tree.apply(X[rows]), G[rows], len(tree.leaves()))
     return segments_from_sums(tree, sums, spec, alpha, honest, method, rows)
+
+
+GIVEN_TREE_METHOD = (
+    "Given segments estimated on the model's own data: the segments may have been drawn "
+    "with these outcomes (through the model's effects), so the intervals can be too "
+    "optimistic. Pass held-out data for honest estimates."
+)
+
+
+def fold_method(fold: int, n_fold: int, n: int) -> str:
+    """How segments found and estimated on one cross-fitting fold were made, in words."""
+    return (
+        f"Segments found and estimated on cross-fitting fold {fold} ({n_fold:,} of {n:,} "
+        "units): their effects and DR scores come from models that never saw their outcomes."
+    )
 
 
 def leaf_sums(leaf: IntArray, G: FloatArray, n_leaves: int) -> FloatArray:
