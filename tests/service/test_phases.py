@@ -110,15 +110,19 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
         assert space.contains(pol, tol=1e-6), v
     # every round-2 proposal personalizes: no arm sends one treatment to (almost) everyone.
     # The service keeps proposals whose top treatment share is <= 95% on the training units'
-    # predicted effects (what serving computes); on ~400 new units per arm that share moves
-    # by binomial noise alone (sd ~1.1 points at 95%), so 97% (~2 sd) is the check.
+    # predicted effects (what serving computes); on ~400 new units per arm the share moves by
+    # binomial noise alone (sd ~1.1 points at 95%; 97.3% was seen in CI). The check is a
+    # one-sided binomial test against that 95% bound: it fails only when the new units' top
+    # share is beyond what a 95% policy gives once in 10^4 (about 99% on 400 units).
+    from scipy.stats import binom
+
     by_arm: dict[str, list[int]] = {}
     for d in rounds[1]:
         by_arm.setdefault(str(d.arm), []).append(d.treatment_index)
     assert len(by_arm) == 4
     for arm, ts in by_arm.items():
-        top = np.bincount(ts, minlength=3).max() / len(ts)
-        assert top < 0.97, (arm, top)
+        top = int(np.bincount(ts, minlength=3).max())
+        assert binom.sf(top - 1, len(ts), 0.95) > 1e-4, (arm, top, len(ts))
 
     # 3. launch the offline utility policy with a 3% holdout
     utility_version = next(v for v, p in versions.items() if p["label"].startswith("utility"))
