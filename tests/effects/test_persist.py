@@ -12,8 +12,13 @@ import pandas as pd
 import pytest
 
 import pexkit as px
-from pexkit.effects.persist import FORMAT, dump_effect_model, load_effect_model
-from pexkit.exceptions import ModelFormatError, PexkitError
+from pexkit.effects.persist import (
+    FORMAT,
+    dump_effect_model,
+    load_effect_model,
+    load_training_log,
+)
+from pexkit.exceptions import InvalidDataError, ModelFormatError, PexkitError
 from pexkit.optimize import optimize_policies
 
 FAST = {"n_estimators": 30, "num_leaves": 15}
@@ -51,12 +56,16 @@ def assert_same_model(a: px.EffectModel, b: px.EffectModel, frame: pd.DataFrame)
     assert b.get_params() == a.get_params()
     assert b.chosen_.tolist() == a.chosen_.tolist()
     pd.testing.assert_frame_equal(b.selection_, a.selection_)
-    pd.testing.assert_frame_equal(b.data_.X, a.data_.X)
-    np.testing.assert_array_equal(b.data_.unit_ids, a.data_.unit_ids)
-    np.testing.assert_array_equal(b.data_.outcomes, a.data_.outcomes)
-    np.testing.assert_array_equal(b.data_.propensity, a.data_.propensity)
-    np.testing.assert_array_equal(b.data_.treatment, a.data_.treatment)
-    assert b.data_.srm == a.data_.srm
+    np.testing.assert_array_equal(b.training_keys_, a.training_keys_)
+
+
+def assert_same_log(b: px.LoggedData, a: px.LoggedData) -> None:
+    pd.testing.assert_frame_equal(b.X, a.X)
+    np.testing.assert_array_equal(b.unit_ids, a.unit_ids)
+    np.testing.assert_array_equal(b.outcomes, a.outcomes)
+    np.testing.assert_array_equal(b.propensity, a.propensity)
+    np.testing.assert_array_equal(b.treatment, a.treatment)
+    assert b.srm == a.srm
 
 
 def assert_no_pickle(blob: bytes) -> None:
@@ -79,12 +88,13 @@ def test_round_trip_is_exact(
     sim: px.Simulation, test_frame: pd.DataFrame, learner: str, base: str
 ) -> None:
     model = fit(sim.data, learner, base)
-    blob = dump_effect_model(model)
+    blob = dump_effect_model(model, sim.data)
     assert_no_pickle(blob)
-    loaded = load_effect_model(blob)
+    loaded, log = load_effect_model(blob), load_training_log(blob)
     assert_same_model(model, loaded, test_frame)
+    assert_same_log(log, sim.data)
     front = optimize_policies(model, method="sobol", budget=50, random_state=0)
-    again = optimize_policies(loaded, method="sobol", budget=50, random_state=0)
+    again = optimize_policies(loaded, log, method="sobol", budget=50, random_state=0)
     np.testing.assert_allclose(again.lifts, front.lifts, rtol=0, atol=1e-12)
     np.testing.assert_allclose(again.lift_se, front.lift_se, rtol=0, atol=1e-12)
     # a loaded model stores again to the same model
@@ -99,14 +109,45 @@ def test_missing_values_categoricals_and_string_ids(test_frame: pd.DataFrame) ->
     spec = px.simulate("notifications", n_units=10, seed=3).spec
     data = px.LoggedData.from_frame(frame, spec)
     model = fit(data, "auto", "lightgbm")
-    blob = dump_effect_model(model)
+    blob = dump_effect_model(model, data)
     assert_no_pickle(blob)
-    loaded = load_effect_model(blob)
+    loaded, log = load_effect_model(blob), load_training_log(blob)
     assert_same_model(model, loaded, test_frame)
-    assert loaded.data_.unit_ids[0] == "u0"
+    assert_same_log(log, data)
+    assert log.unit_ids[0] == "u0"
     tree = px.distill(px.LinearPolicy(model.spec_), model, max_depth=2)
-    tree_loaded = px.distill(px.LinearPolicy(loaded.spec_), loaded, max_depth=2)
+    tree_loaded = px.distill(px.LinearPolicy(loaded.spec_), loaded, log, max_depth=2)
     assert str(tree_loaded) == str(tree)
+
+
+def test_the_model_keeps_fingerprints_not_its_training_log(sim: px.Simulation) -> None:
+    import gc
+    import weakref
+
+    data = px.LoggedData.from_frame(sim.frame.copy(), sim.spec)
+    model = fit(data, "t", "lightgbm")
+    assert model.data_ is data and model.holds(data)
+    bare, with_log = dump_effect_model(model), dump_effect_model(model, data)
+    # the log's arrays travel only when asked for: 3000 rows x (5 features + arm + 3 outcomes
+    # + propensity + id) float64 is ~0.2 MB before compression
+    assert len(with_log) - len(bare) > 50_000, (len(bare), len(with_log))
+    with pytest.raises(ModelFormatError, match="without its training log"):
+        load_training_log(bare)
+    with pytest.raises(ModelFormatError, match="the LoggedData the model was fitted on"):
+        dump_effect_model(model, sim.data.subset(np.arange(100)))
+    gone = weakref.ref(data)
+    del data
+    gc.collect()
+    assert gone() is None  # the model did not keep the log alive
+    with pytest.raises(InvalidDataError, match="no longer has its training log"):
+        optimize_policies(model, method="sobol", budget=10)
+    # its training rows are still recognized, in a reloaded copy, by their content
+    again = px.LoggedData.from_frame(sim.frame.copy(), sim.spec)
+    assert (model.training_rows(again) == np.arange(len(sim.frame))).all()
+    assert (load_effect_model(bare).training_rows(again) == np.arange(len(sim.frame))).all()
+    # a model pickles (to Dask workers, say): the weak reference stays behind, the keys travel
+    restored = pickle.loads(pickle.dumps(model))
+    assert (restored.training_rows(again) == np.arange(len(sim.frame))).all()
 
 
 def _rewrite_manifest(blob: bytes, **changes: object) -> bytes:

@@ -13,6 +13,7 @@ protocol (fit out of fold; each effect as a list of tree terms) that
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from scipy import stats
 from pexkit._progress import progress_bar
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.effects.boosting import make_base_learner, predict_many
+from pexkit.effects.insample import match_rows, row_keys
 from pexkit.effects.learners import (
     LEARNER_CLASSES,
     FitContext,
@@ -131,6 +133,53 @@ class EffectModel:
     selection_probe_: pd.DataFrame | None = None
     #: on a cluster (a ``DistributedLog``): where the per-unit arrays live, or None
     distributed_: Any = None
+    #: a 64-bit fingerprint of every training row (:mod:`pexkit.effects.insample`), or None
+    #: on a cluster: how later logs are matched to the training rows without keeping them
+    training_keys_: NDArray[np.uint64] | None = None
+
+    # ------------------------------------------------------------ training log
+    @property
+    def data_(self) -> Any:
+        """The training log, while whoever passed it to ``fit`` still holds it.
+
+        The model keeps a weak reference and one fingerprint per row
+        (``training_keys_``), not the log: a model does not pin its training data
+        in memory or in its saved form. Functions whose ``data`` defaults to the
+        training log (``optimize_policies``, ``distill``, ``segments``,
+        ``effect_tree``) read it here.
+
+        Raises
+        ------
+        InvalidDataError
+            The log was freed (or the model was loaded from bytes): pass it
+            explicitly.
+        """
+        self._check_fitted()
+        ref = self.__dict__.get("_data_ref")
+        data = ref() if ref is not None else None
+        if data is None:
+            raise InvalidDataError(
+                "this EffectModel no longer has its training log: a model keeps a weak "
+                "reference to the log it was fitted on (and a fingerprint per row), and "
+                "that log has been freed or the model was loaded from bytes. Pass the log "
+                "explicitly, e.g. px.optimize_policies(model, data) or "
+                "px.distill(policy, model, data)."
+            )
+        return data
+
+    @data_.setter
+    def data_(self, data: Any) -> None:
+        self.__dict__["_data_ref"] = weakref.ref(data)
+
+    def holds(self, data: Any) -> bool:
+        """Whether ``data`` is the very log object the model was fitted on."""
+        ref = self.__dict__.get("_data_ref")
+        return ref is not None and data is not None and ref() is data
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_data_ref", None)  # a weak reference is not data: it does not travel
+        return state
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (sklearn's contract, so ``sklearn.base.clone`` works)."""
@@ -232,6 +281,7 @@ class EffectModel:
         self.arm_shares_ = shares
         self.learners_fitted_: dict[str, Any] = {}
         self.data_ = data
+        self.training_keys_ = row_keys(data)
         self._base = base
 
         oof: dict[str, FloatArray] = {}
@@ -423,15 +473,14 @@ class EffectModel:
         """
         self._check_fitted()
         refuse_distributed(data, "matching rows to the training log")
-        if data is self.data_:
+        if self.holds(data):
             return np.arange(data.n_units, dtype=np.int64)
-        from pexkit.effects.insample import match_rows, row_keys
-
-        ref: NDArray[np.uint64] | None = self.__dict__.get("_row_keys")
-        if ref is None:
-            ref = row_keys(self.data_)
-            self.__dict__["_row_keys"] = ref
-        return match_rows(ref, row_keys(data))
+        if self.training_keys_ is None:
+            raise NotFittedError(
+                "this EffectModel has no fingerprints of its training rows (it was fitted "
+                "on a cluster): per-unit results need a model fitted in one process."
+            )
+        return match_rows(self.training_keys_, row_keys(data))
 
     def effects_for(
         self, data: LoggedData, rows: NDArray[np.int64] | None = None
@@ -455,7 +504,7 @@ class EffectModel:
         """``oof[row]`` for training rows of ``data``; ``predict`` on the others."""
         self._check_fitted()
         refuse_distributed(data, "per-unit effects or outcomes of a DistributedLog")
-        if data is self.data_:
+        if self.holds(data):
             return np.asarray(oof)
         rows = self.training_rows(data) if rows is None else rows
         inside = rows >= 0

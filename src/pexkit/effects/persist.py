@@ -5,15 +5,17 @@ The bytes are a zip archive (see :mod:`pexkit._archive`):
 * ``manifest.json``: ``{"format": "pexkit.effect-model", "version": 1}``, the
   spec, the constructor parameters, the feature encoder (categories per
   categorical feature, in code order), the learners fitted and chosen per
-  (treatment, outcome), the learner selection table, the training log's
-  non-numeric parts (unit ids when they are not numbers, the sample ratio test),
-  and, wherever a fitted model sits, the name of the member holding it;
+  (treatment, outcome), the learner selection table, and, wherever a fitted
+  model sits, the name of the member holding it; when the training log is
+  stored beside the model, its non-numeric parts (unit ids when they are not
+  numbers, the sample ratio test);
 * ``boosters/*.txt`` (LightGBM ``model_to_string``) or ``boosters/*.json``
   (XGBoost raw JSON): every cross-fitted outcome model and second-stage model;
 * ``arrays/*.npy`` (read with ``allow_pickle=False``): folds, out-of-fold outcome
-  predictions, DR scores, out-of-fold effects, arm shares, and the training
-  log's encoded features, arms, outcomes and propensities (what
-  ``optimize_policies(model)``, ``distill(policy, model)`` and ``ate()`` use).
+  predictions, DR scores, out-of-fold effects, arm shares, a 64-bit fingerprint
+  per training row (how a later log's training rows are recognized), and, when
+  ``dump_effect_model(model, data)`` is given the training log, its encoded
+  features, arms, outcomes and propensities (:func:`load_training_log`).
 
 Loading refuses another format or an unknown version with
 :class:`~pexkit.exceptions.ModelFormatError`: whoever can write the model store
@@ -23,12 +25,15 @@ model exactly or says why not.
 Examples
 --------
 >>> import pexkit as px
->>> from pexkit.effects.persist import dump_effect_model, load_effect_model
+>>> from pexkit.effects.persist import dump_effect_model, load_effect_model, load_training_log
 >>> sim = px.simulate("notifications", n_units=1000, seed=0)
 >>> model = px.EffectModel(learner="t", n_folds=2, base_params={"n_estimators": 5}).fit(sim.data)
->>> loaded = load_effect_model(dump_effect_model(model))
+>>> blob = dump_effect_model(model, sim.data)
+>>> loaded, log = load_effect_model(blob), load_training_log(blob)
 >>> bool((loaded.predict(sim.frame) == model.predict(sim.frame)).all())
 True
+>>> bool((loaded.training_rows(log) == range(1000)).all()), log.n_units
+(True, 1000)
 """
 
 from __future__ import annotations
@@ -43,11 +48,15 @@ from pexkit._archive import ArchiveReader, ArchiveWriter, decode_float, encode_f
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.data.logged import SampleRatioTest
 from pexkit.effects.boosting import make_base_learner
+from pexkit.effects.insample import row_keys
 from pexkit.effects.model import EffectModel
 from pexkit.exceptions import ModelFormatError, NotFittedError
 from pexkit.spec import ExperimentSpec
 
-__all__ = ["FORMAT", "VERSION", "dump_effect_model", "encoder_from_dict", "load_effect_model"]
+__all__ = [
+    "FORMAT", "VERSION", "dump_effect_model", "encoder_from_dict", "load_effect_model",
+    "load_training_log",
+]
 
 FORMAT = "pexkit.effect-model"
 VERSION = 1
@@ -215,13 +224,18 @@ def _load_data(r: ArchiveReader, doc: dict[str, Any], encoder: FeatureEncoder) -
 
 
 # ------------------------------------------------------------------ public
-def dump_effect_model(model: EffectModel) -> bytes:
+def dump_effect_model(model: EffectModel, data: LoggedData | None = None) -> bytes:
     """Serialize a fitted :class:`~pexkit.effects.EffectModel` to archive bytes (no pickle).
 
     Parameters
     ----------
     model : EffectModel
         Fitted (LightGBM or XGBoost base learner).
+    data : LoggedData, optional
+        The training log, stored beside the model when given
+        (:func:`load_training_log` reads it back). The model itself keeps only
+        a fingerprint per training row (``training_keys_``), so it still
+        recognizes its training rows in any later log.
 
     Returns
     -------
@@ -244,6 +258,15 @@ def dump_effect_model(model: EffectModel) -> bytes:
         raise NotFittedError(
             "dump_effect_model needs a fitted EffectModel; this one is not fitted. Call "
             ".fit(data) first."
+        )
+    if data is not None and (
+        not isinstance(data, LoggedData) or model.training_keys_ is None
+        or not np.array_equal(row_keys(data), model.training_keys_)
+    ):
+        raise ModelFormatError(
+            "dump_effect_model: 'data' must be the LoggedData the model was fitted on (every "
+            f"row, in order); got {type(data).__name__} that is not. Pass the training log, "
+            "or no data."
         )
     w = ArchiveWriter(FORMAT, VERSION)
     base = model.base
@@ -282,7 +305,9 @@ def dump_effect_model(model: EffectModel) -> bytes:
         "chosen": [[None if c is None else str(c) for c in row] for row in model.chosen_.tolist()],
         "selection": _frame_to_dict(model.selection_),
         "arrays": arrays,
-        "data": _dump_data(w, model.data_),
+        "training_keys": None if model.training_keys_ is None
+        else w.array("arrays/training_keys.npy", model.training_keys_),
+        "data": None if data is None else _dump_data(w, data),
     }
     return w.finish(manifest)
 
@@ -319,6 +344,32 @@ def load_effect_model(blob: bytes) -> EffectModel:
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ModelFormatError(
             f"{_WHAT}: the manifest of this {FORMAT!r} archive is incomplete or malformed "
+            f"({type(exc).__name__}: {exc}). The archive is corrupt: re-train the model."
+        ) from None
+
+
+def load_training_log(blob: bytes) -> LoggedData:
+    """The training log stored beside a model by ``dump_effect_model(model, data)``.
+
+    Raises
+    ------
+    ModelFormatError
+        Not an effect-model archive, or one written without its training log.
+    """
+    r = ArchiveReader(blob, FORMAT, (VERSION,), _WHAT)
+    doc = r.manifest
+    if doc.get("data") is None:
+        raise ModelFormatError(
+            f"{_WHAT}: this archive holds the model without its training log; it was written "
+            "by dump_effect_model(model) with no data. Store it with "
+            "dump_effect_model(model, data) to keep the log beside it."
+        )
+    try:
+        spec = ExperimentSpec.from_dict(doc["spec"])
+        return _load_data(r, doc["data"], encoder_from_dict(doc["encoder"], spec))
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ModelFormatError(
+            f"{_WHAT}: the training log in this archive is incomplete or malformed "
             f"({type(exc).__name__}: {exc}). The archive is corrupt: re-train the model."
         ) from None
 
@@ -376,6 +427,9 @@ def _build(r: ArchiveReader, doc: dict[str, Any]) -> EffectModel:
             chosen[k, m] = value
     model.chosen_ = chosen
     model.selection_ = _frame_from_dict(doc["selection"])
-    model.data_ = _load_data(r, doc["data"], encoder)
+    if doc.get("training_keys") is not None:
+        model.training_keys_ = np.asarray(r.array(doc["training_keys"]), dtype=np.uint64)
+    elif doc.get("data") is not None:  # archives written before the fingerprints
+        model.training_keys_ = row_keys(_load_data(r, doc["data"], encoder))
     model._base = _restore_base(model, p, encoder.categorical_indices)
     return model

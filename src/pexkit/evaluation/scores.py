@@ -96,7 +96,7 @@ def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
             f"{list(model.spec_.outcome_names)}, data arms {list(data.spec.arms)} / "
             f"outcomes {list(data.spec.outcome_names)}. Fit the model on this spec."
         )
-    if data is model.data_:
+    if model.holds(data):
         return PolicyScores(
             model.scores_, model.mu_oof_, data.treatment, data.propensity,
             data.outcomes, data.spec,

@@ -504,7 +504,7 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
     for name in ("folds_", "mu_oof_", "scores_", "effects_"):
         setattr(model, name, None)
     model.distributed_ = DistributedFit(data=data, blocks=blocks)
-    setattr(model, "data_", data)  # noqa: B010 (a DistributedLog where one process keeps a LoggedData)
+    model.data_ = data  # a weak reference to the DistributedLog
     model._base = make_base_learner(model.base, params, model.n_jobs)
     return model
 

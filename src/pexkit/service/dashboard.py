@@ -222,6 +222,7 @@ class _Explain:
         from pexkit.policy.linear import LinearPolicy
 
         model = svc.registry.effect_model(model_id)
+        log = svc.registry.training_log(model_id)
         out: dict[str, Any] = {"version": version}
         if version is not None:
             prow = svc.store.policy(name, version)
@@ -233,12 +234,12 @@ class _Explain:
             if prow is not None and prow["kind"] == "linear":
                 policy = LinearPolicy(model.spec_, weights=prow["params"]["weights"],
                                       biases=prow["params"]["biases"])
-                tree = explain.distill(policy, model, max_depth=3)
+                tree = explain.distill(policy, model, log, max_depth=3)
                 out["tree_text"] = str(tree)
                 out["fidelity"] = (tree.fidelity, *tree.fidelity_ci)
                 out["value_kept"] = (tree.value_kept, *tree.value_kept_ci)
         if hasattr(explain, "segments"):
-            seg = explain.segments(model, max_depth=2)
+            seg = explain.segments(model, log, max_depth=2)
             out["segments"] = seg.to_frame().to_dict(orient="records")
         if hasattr(explain, "feature_importance"):
             imp = explain.feature_importance(model)
@@ -353,7 +354,8 @@ def mount_dashboard(app: FastAPI, svc: Callable[[], DecisionService]) -> None:
             model = svc().registry.effect_model(int(model_id))
             front = front_from_dict(svc().registry.json_blob(int(front_id), "front"),
                                     model.spec_)
-            reports[cache_key] = render_report(model.data_, model, front)
+            log = svc().registry.training_log(int(model_id))
+            reports[cache_key] = render_report(log, model, front)
         return _secure(HTMLResponse(reports[cache_key]), _REPORT_CSP)
 
 

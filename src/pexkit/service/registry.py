@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pexkit.data.logged import LoggedData
 from pexkit.effects.model import EffectModel
 from pexkit.policy.linear import LinearPolicy
 from pexkit.service.errors import ConflictError, NotFoundError
@@ -104,6 +105,15 @@ class Registry:
 
         return self.models.get(("effect-model", model_id), make)  # type: ignore[no-any-return]
 
+    def training_log(self, model_id: int) -> LoggedData:
+        """The log effect model ``model_id`` was trained on (stored beside it)."""
+        from pexkit.effects.persist import load_training_log
+
+        def make() -> LoggedData:
+            return load_training_log(self._blob(model_id, "effect-model"))
+
+        return self.models.get(("training-log", model_id), make)  # type: ignore[no-any-return]
+
     def distilled(self, blob_id: int) -> Any:
         from pexkit.explain.persist import load_distilled
 
@@ -114,11 +124,16 @@ class Registry:
     def json_blob(self, blob_id: int, kind: str) -> dict[str, Any]:
         return dict(json.loads(self._blob(blob_id, kind).decode("utf-8")))
 
-    def put_effect_model(self, experiment: str, model: EffectModel, summary: dict[str, Any]) -> int:
+    def put_effect_model(
+        self, experiment: str, model: EffectModel, summary: dict[str, Any], data: LoggedData
+    ) -> int:
+        """Store ``model`` with its training log ``data`` beside it; the new blob id."""
         from pexkit.effects.persist import dump_effect_model
 
-        blob_id = self.store.add_blob(experiment, "effect-model", dump_effect_model(model), summary)
+        blob = dump_effect_model(model, data)
+        blob_id = self.store.add_blob(experiment, "effect-model", blob, summary)
         self.models.get(("effect-model", blob_id), lambda: model)
+        self.models.get(("training-log", blob_id), lambda: data)
         return blob_id
 
     def put_distilled(self, experiment: str, tree: Any, summary: dict[str, Any]) -> int:

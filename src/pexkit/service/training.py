@@ -135,7 +135,7 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
                    for r in model.selection_.to_dict(orient="records")},
         "ate": ate.to_dict(orient="records"),
     }
-    model_id = svc.registry.put_effect_model(name, model, summary)
+    model_id = svc.registry.put_effect_model(name, model, summary, data)
     ate_rows: list[dict[str, Any]] = summary["ate"]  # type: ignore[assignment]
     svc.mutate(name, lambda s: replace(s, model_id=model_id, ate=tuple(ate_rows)))
     return {"model_id": model_id, **summary}
@@ -169,7 +169,8 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
     seed = params.get("random_state", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise InvalidRequestError(f"params.random_state: expected 0 <= int < 2**32; got {seed!r}.")
-    front = optimize_policies(model, method=method, budget=budget, random_state=seed,
+    log = svc.registry.training_log(int(model_id))
+    front = optimize_policies(model, log, method=method, budget=budget, random_state=seed,
                               progress=False)
 
     def tunable(pol: LinearPolicy) -> bool:
@@ -233,10 +234,11 @@ def run_refit(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
 
     version, prow = _linear_version(svc, name, params)
     policy, model = svc.registry.linear_policy(name, version)
-    serving = refit_for_serving(model)
-    agree = agreement(policy, model, serving, model.data_)
+    log = svc.registry.training_log(int(prow["model_id"]))
+    serving = refit_for_serving(model, log)
+    agree = agreement(policy, model, serving, log)
     model_id = svc.registry.put_effect_model(
-        name, serving, {"kind": "serving_refit", "source_model": prow["model_id"]}
+        name, serving, {"kind": "serving_refit", "source_model": prow["model_id"]}, log
     )
     new_version = svc.store.add_policy(
         name, "linear", {**policy.to_dict(), "source_version": version, "serving": "refit",
@@ -256,7 +258,8 @@ def run_distill(svc: DecisionService, name: str, params: dict[str, Any]) -> dict
     if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 4:
         raise InvalidRequestError(f"params.max_depth: expected 1-4; got {depth!r}.")
     policy, model = svc.registry.linear_policy(name, version)
-    tree = distill(policy, model, max_depth=depth)
+    log = svc.registry.training_log(int(prow["model_id"]))
+    tree = distill(policy, model, log, max_depth=depth)
     summary = tree.to_dict()
     summary.pop("tree", None)
     blob_id = svc.registry.put_distilled(name, tree, {"kind": "distilled_policy"})
@@ -297,7 +300,7 @@ def _personalized_proposals(
     # the effects the served policy will see: the fold-averaged models' predictions
     # (out-of-fold effects are noisier, so a policy's top share on them understates
     # its share among the units it will serve)
-    tau = np.asarray(model.predict(model.data_))
+    tau = np.asarray(model.predict(svc.registry.training_log(int(state.model_id))))
     cands = [svc.registry.linear_policy(name, v)[0] for v in state.candidates]
     if all(_top_share(p, tau) > MAX_SHARE for p in cands):
         return list(tuner.next(q))

@@ -23,21 +23,27 @@ from typing import Any
 
 import numpy as np
 
+from pexkit.data.logged import LoggedData
 from pexkit.effects.boosting import fit_many, make_base_learner
+from pexkit.effects.insample import row_keys
 from pexkit.effects.model import EffectModel
-from pexkit.exceptions import NotFittedError
+from pexkit.exceptions import InvalidDataError, NotFittedError
 from pexkit.policy.linear import LinearPolicy
 
 __all__ = ["agreement", "refit_for_serving"]
 
 
-def refit_for_serving(model: EffectModel) -> EffectModel:
+def refit_for_serving(model: EffectModel, data: LoggedData | None = None) -> EffectModel:
     """One model per term, fit on every unit of ``model``'s training data.
 
     Parameters
     ----------
     model : EffectModel
         Fitted (cross-fitted, any ``n_folds``).
+    data : LoggedData, optional
+        The log ``model`` was fitted on, every row in its order (the refit
+        reuses the out-of-fold nuisances row by row). Default: the log the
+        model still references (``model.data_``).
 
     Returns
     -------
@@ -48,7 +54,14 @@ def refit_for_serving(model: EffectModel) -> EffectModel:
     """
     if not hasattr(model, "chosen_"):
         raise NotFittedError("refit_for_serving needs a fitted EffectModel; call .fit first.")
-    data = model.data_
+    data = model.data_ if data is None else data
+    keys = model.training_keys_
+    if not model.holds(data) and (keys is None or not np.array_equal(row_keys(data), keys)):
+        raise InvalidDataError(
+            f"'data' ({getattr(data, 'n_units', '?')} rows) is not the log this model was "
+            f"fitted on ({len(model.mu_oof_)} rows, in order): the refit reuses each training "
+            "row's out-of-fold predictions. Pass the training log itself."
+        )
     X = data.encoder.matrix(data.X)
     T, Y = data.treatment, data.outcomes
     n_treat, n_out = data.n_treatments, data.n_outcomes
