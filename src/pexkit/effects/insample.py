@@ -32,18 +32,30 @@ from pexkit.data.logged import LoggedData
 __all__ = ["match_rows", "row_keys"]
 
 
-def row_keys(data: LoggedData) -> NDArray[np.uint64]:
-    """A 64-bit fingerprint per row of ``data`` (equal rows, equal keys)."""
-    X = data.X.reset_index(drop=True)
-    cols: dict[str, object] = {f"x{i}": X.iloc[:, i] for i in range(X.shape[1])}
-    if data.spec.unit:
-        cols["unit"] = pd.Series(data.unit_ids).astype(str)
-    cols["treatment"] = data.treatment
-    cols["propensity"] = data.propensity
-    for m in range(data.outcomes.shape[1]):
-        cols[f"y{m}"] = data.outcomes[:, m]
-    frame = pd.DataFrame(cols)
-    keys: NDArray[np.uint64] = np.asarray(pd.util.hash_pandas_object(frame, index=False), dtype=np.uint64)
+def row_keys(data: LoggedData, chunk: int = 100_000) -> NDArray[np.uint64]:
+    """A 64-bit fingerprint per row of ``data`` (equal rows, equal keys).
+
+    Hashed ``chunk`` rows at a time, so the table of hashed columns never
+    holds more than a chunk (a whole-log copy would add the log's size to the
+    fit's peak memory).
+    """
+    n = data.n_units
+    X = data.X
+    ids = pd.Series(data.unit_ids).astype(str) if data.spec.unit else None
+    keys: NDArray[np.uint64] = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        part = X.iloc[rows]
+        cols: dict[str, object] = {f"x{i}": part.iloc[:, i].to_numpy() if not isinstance(
+            part.dtypes.iloc[i], pd.CategoricalDtype) else part.iloc[:, i].reset_index(drop=True)
+            for i in range(X.shape[1])}
+        if ids is not None:
+            cols["unit"] = ids.iloc[rows].to_numpy()
+        cols["treatment"] = data.treatment[rows]
+        cols["propensity"] = data.propensity[rows]
+        for m in range(data.outcomes.shape[1]):
+            cols[f"y{m}"] = data.outcomes[rows, m]
+        keys[rows] = pd.util.hash_pandas_object(pd.DataFrame(cols), index=False).to_numpy()
     return keys
 
 

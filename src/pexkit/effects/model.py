@@ -269,7 +269,6 @@ class EffectModel:
         )
         mu = outcome_fit.mu_oof
         scores = doubly_robust_scores(mu, data.treatment, data.propensity, data.outcomes)
-        pseudo = scores - scores[:, :1, :]
 
         shares = np.bincount(data.treatment, minlength=n_treat) / data.n_units
         self.spec_: ExperimentSpec = spec
@@ -300,27 +299,39 @@ class EffectModel:
         # differences between learners are often within noise; the cell's best
         # learner wins only when it beats the overall best learner (lowest
         # variance-scaled loss summed over cells) by more than 2 paired SEs.
+        # One cell at a time (a whole (n, K, M) pseudo-outcome array and a squared-error
+        # array per learner and cell would add to the fit's peak memory).
         cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
-        sq = {
-            name: {c: (pseudo[:, c[0], c[1]] - oof[name][:, c[0], c[1]]) ** 2 for c in cells}
-            for name in learners
-        }
-        scale = {c: float(np.var(pseudo[:, c[0], c[1]])) or 1.0 for c in cells}
-        overall = min(
-            learners, key=lambda name: sum(sq[name][c].mean() / scale[c] for c in cells)
-        )
+
+        def pseudo(c: tuple[int, int]) -> FloatArray:
+            return scores[:, c[0], c[1]] - scores[:, 0, c[1]]  # type: ignore[no-any-return]
+
+        def sq(name: str, c: tuple[int, int], psi: FloatArray) -> FloatArray:
+            return (psi - oof[name][:, c[0], c[1]]) ** 2  # type: ignore[no-any-return]
+
+        loss: dict[tuple[int, int], dict[str, float]] = {}
+        scale: dict[tuple[int, int], float] = {}
+        for c in cells:
+            psi = pseudo(c)
+            scale[c] = float(np.var(psi)) or 1.0
+            loss[c] = {name: float(sq(name, c, psi).mean()) for name in learners}
+        overall = min(learners, key=lambda name: sum(loss[c][name] / scale[c] for c in cells))
         chosen = np.empty((n_treat, n_out), dtype=object)
         rows: list[dict[str, Any]] = []
-        effects = np.zeros_like(mu)
+        effects = oof[overall]  # cells that pick another learner are copied over below
         n = data.n_units
         for k, m in cells:
-            losses = {name: float(sq[name][(k, m)].mean()) for name in learners}
+            losses = loss[(k, m)]
             best = min(losses, key=lambda key: losses[key])
-            diff = sq[overall][(k, m)] - sq[best][(k, m)]
-            z = float(diff.mean() / (diff.std(ddof=1) / np.sqrt(n) + 1e-300))
+            z = 0.0
+            if best != overall:
+                psi = pseudo((k, m))
+                diff = sq(overall, (k, m), psi) - sq(best, (k, m), psi)
+                z = float(diff.mean() / (diff.std(ddof=1) / np.sqrt(n) + 1e-300))
             pick = best if z > 2.0 else overall
             chosen[k, m] = pick
-            effects[:, k, m] = oof[pick][:, k, m]
+            if pick != overall:
+                effects[:, k, m] = oof[pick][:, k, m]
             rows.append(
                 {
                     "treatment": spec.arms[k],
@@ -328,7 +339,7 @@ class EffectModel:
                     "learner": pick,
                     "best_in_cell": best,
                     "overall_best": overall,
-                    "z_vs_overall": z if best != overall else 0.0,
+                    "z_vs_overall": z,
                     **{f"loss_{name}": loss for name, loss in losses.items()},
                 }
             )

@@ -44,25 +44,36 @@ class XLearner(MetaLearner):
         }
         keys = [(f, k, m) for f in range(n_folds) for k in range(1, n_treat) for m in range(n_out)]
         chain = ctx.outcome_models
-        # one copy of each row set's features, shared by its tasks (one per task held
-        # 1.9 GB of copies at 1M rows)
-        X_arm = {key: X[rows] for key, rows in arm_rows.items()}
-        mu0_at_k = predict_many(base, [(chain[f][0][m], X_arm[(f, k)]) for f, k, m in keys])
-        muk_at_0 = predict_many(base, [(chain[f][k][m], X_arm[(f, 0)]) for f, k, m in keys])
-        del X_arm
+        # fold by fold, one copy of each row set's features shared by its tasks: every
+        # fold's copies at once held (n_folds - 1) copies of X (one per task held 1.9 GB
+        # at 1M rows)
+        mu0_at_k: dict[tuple[int, int, int], FloatArray] = {}
+        muk_at_0: dict[tuple[int, int, int], FloatArray] = {}
+        for f in range(n_folds):
+            X_arm = {k: X[arm_rows[(f, k)]] for k in range(n_treat)}
+            fkeys = [key for key in keys if key[0] == f]
+            at_k = predict_many(base, [(chain[f][0][m], X_arm[k]) for _, k, m in fkeys])
+            at_0 = predict_many(base, [(chain[f][k][m], X_arm[0]) for _, k, m in fkeys])
+            mu0_at_k.update(zip(fkeys, at_k, strict=True))
+            muk_at_0.update(zip(fkeys, at_0, strict=True))
+            del X_arm
         tasks = []
-        for (f, k, m), mu0, muk in zip(keys, mu0_at_k, muk_at_0, strict=True):
+        for f, k, m in keys:
             s = seed + 211 * f + 17 * k + m
             rows1, rows0 = arm_rows[(f, k)], arm_rows[(f, 0)]
-            tasks.append((rows1, Y[rows1, m] - mu0, s))
-            tasks.append((rows0, muk - Y[rows0, m], s + 1))
+            tasks.append((rows1, Y[rows1, m] - mu0_at_k.pop((f, k, m)), s))
+            tasks.append((rows0, muk_at_0.pop((f, k, m)) - Y[rows0, m], s + 1))
         fitted = fit_many(final_stage(base), tasks, bar.advance)
+        del tasks
         held = {f: np.flatnonzero(folds == f) for f in range(n_folds)}
-        X_held = {f: X[rows] for f, rows in held.items()}
-        preds = predict_many(
-            base, [(model, X_held[keys[i // 2][0]]) for i, model in enumerate(fitted)]
-        )
-        del X_held
+        preds: list[FloatArray] = [np.empty(0)] * len(fitted)
+        for f in range(n_folds):
+            X_held = X[held[f]]
+            idx = [i for i in range(len(fitted)) if keys[i // 2][0] == f]
+            for i, pred in zip(idx, predict_many(base, [(fitted[i], X_held) for i in idx]),
+                               strict=True):
+                preds[i] = pred
+            del X_held
         oof = np.zeros_like(mu)
         models: list[list[list[tuple[Any, Any]]]] = [
             [[] for _ in range(n_out)] for _ in range(n_treat)
