@@ -48,10 +48,44 @@ def pehe(tau: np.ndarray, sim: px.Simulation) -> list[list[float]]:
     return np.sqrt((err**2).mean(axis=0)).tolist()
 
 
+class PeakRSS:
+    """The process's peak resident memory above its level at entry (sampled every 50 ms)."""
+
+    def __enter__(self) -> PeakRSS:
+        import gc
+        import threading
+
+        import psutil
+
+        gc.collect()
+        self._proc = psutil.Process()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def increment_mb(self) -> float:
+        return (self.peak - self.start) / 1e6
+
+
 def run_pexkit(sim: px.Simulation, learner: str, n_folds: int) -> tuple[dict[str, Any], px.EffectModel]:
+    data = sim.data  # built (validated, encoded) before the fit is measured
+    log_mb = float(sim.frame.memory_usage(deep=True).sum()) / 1e6
     start = time.perf_counter()
     model = px.EffectModel(learner=learner, n_folds=n_folds, base_params=BASE, progress=False)
-    model.fit(sim.data)
+    with PeakRSS() as rss:
+        model.fit(data)
     fit_seconds = time.perf_counter() - start
     start = time.perf_counter()
     tau = model.predict(sim.data)
@@ -61,6 +95,10 @@ def run_pexkit(sim: px.Simulation, learner: str, n_folds: int) -> tuple[dict[str
         "predict_seconds": predict_seconds,
         "pehe": pehe(tau, sim),
         "n_folds": n_folds,
+        # memory the fit adds above the log (the log's frame: log_mb), in MB and as a multiple
+        "fit_peak_rss_increment_mb": rss.increment_mb,
+        "log_mb": log_mb,
+        "fit_peak_over_log": rss.increment_mb / log_mb,
     }
     if learner == "auto":
         out["chosen"] = model.selection_.learner.tolist()

@@ -47,7 +47,7 @@ class SampleRatioTest:
     Attributes
     ----------
     counts : dict
-        Units per arm.
+        Units per arm (clusters per arm when the spec names a ``cluster``).
     expected : dict
         Expected units per arm under the design's shares.
     chi2, p_value : float
@@ -181,6 +181,9 @@ class LoggedData:
     unit_ids : ndarray of shape (n_units,)
     srm : SampleRatioTest or None
         None when the log carries its own propensities (no single design share).
+    clusters : ndarray of shape (n_units,) or None
+        The randomization cluster of each row as codes ``0..G-1`` (``cluster:``
+        in the spec), or None when rows were randomized one by one.
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class LoggedData:
         unit_ids: NDArray[Any],
         encoder: FeatureEncoder,
         srm: SampleRatioTest | None,
+        clusters: IntArray | None = None,
     ) -> None:
         self.spec = spec
         self.X = X
@@ -202,6 +206,7 @@ class LoggedData:
         self.unit_ids = unit_ids
         self.encoder = encoder
         self.srm = srm
+        self.clusters = clusters
 
     # ---------------------------------------------------------------- views
     @property
@@ -238,6 +243,7 @@ class LoggedData:
             self.unit_ids[idx],
             self.encoder,
             None,
+            None if self.clusters is None else self.clusters[idx],
         )
 
     def __len__(self) -> int:
@@ -357,7 +363,7 @@ class LoggedData:
                 "the file or query returned data."
             )
         needed = [spec.treatment, *spec.outcome_names, *spec.features]
-        needed += [c for c in (spec.unit, spec.propensity) if c]
+        needed += [c for c in (spec.unit, spec.propensity, spec.cluster) if c]
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise InvalidDataError(
@@ -496,22 +502,75 @@ class LoggedData:
         else:
             unit_ids = np.arange(len(df))
 
+        clusters = None if spec.cluster is None else _clusters(df[spec.cluster], treatment, spec)
+
         encoder = FeatureEncoder.fit(df, spec)
         X = encoder.transform(df)
 
         srm = None
         if not spec.propensity:
-            srm = sample_ratio_test(counts, spec)
+            if clusters is None:
+                srm = sample_ratio_test(counts, spec)
+            else:  # clusters were randomized: count clusters per arm
+                first = np.unique(clusters, return_index=True)[1]
+                srm = sample_ratio_test(
+                    np.bincount(treatment[first], minlength=spec.n_treatments), spec
+                )
             if srm.mismatch and warn_srm:
                 warnings.warn(srm_message(spec, srm), SampleRatioMismatchWarning, stacklevel=2)
-        return cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm)
+        return cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm, clusters)
+
+
+def _clusters(raw: pd.Series, treatment: IntArray, spec: ExperimentSpec) -> IntArray:
+    """Cluster codes ``0..G-1``; every row of a cluster must share its arm."""
+    col = str(spec.cluster)
+    if raw.isna().any():
+        _fail(
+            col,
+            "a cluster id on every row",
+            f"{int(raw.isna().sum())} missing ids",
+            _first(raw.isna().to_numpy()),
+            "Fill in the randomization unit of those rows or drop them.",
+        )
+    codes = np.asarray(pd.factorize(raw)[0], dtype=np.int64)
+    G = int(codes.max()) + 1 if codes.size else 0
+    lo = np.full(G, np.iinfo(np.int64).max)
+    hi = np.full(G, -1)
+    np.minimum.at(lo, codes, treatment)
+    np.maximum.at(hi, codes, treatment)
+    mixed = np.flatnonzero(lo != hi)
+    if mixed.size:
+        row = int(np.flatnonzero(codes == mixed[0])[0])
+        arms = sorted({spec.arms[t] for t in treatment[codes == mixed[0]]})
+        _fail(
+            col,
+            "one arm per cluster ('cluster' names the randomization unit: all its rows "
+            "get the same arm)",
+            f"{mixed.size} clusters with rows in several arms, e.g. {raw.iloc[row]!r} in "
+            f"{arms}",
+            row,
+            "Check that 'cluster' names the column that was randomized; if rows were "
+            "randomized one by one, remove 'cluster' from the spec.",
+        )
+    if 2 * spec.n_treatments > G:
+        _fail(
+            col,
+            f"at least 2 clusters per arm ({2 * spec.n_treatments} in all) for "
+            "cluster-robust standard errors",
+            f"{G} clusters",
+            None,
+            "Collect more clusters; with this few, no standard error can be trusted.",
+        )
+    return codes
 
 
 def srm_message(spec: ExperimentSpec, srm: SampleRatioTest) -> str:
     """The sample-ratio warning; on an equal-split spec it names ``treatment.shares``."""
     observed = {a: round(c / max(sum(srm.counts.values()), 1), 4) for a, c in srm.counts.items()}
+    counted = (f"clusters ({spec.cluster!r}, the randomization unit) per arm"
+               if spec.cluster else "arm counts")
     text = (
-        f"sample ratio mismatch in column {spec.treatment!r}: arm counts {srm.counts} differ "
+        f"sample ratio mismatch in column {spec.treatment!r}: {counted} {srm.counts} differ "
         f"from the design's shares {dict(zip(spec.arms, spec.shares, strict=True))} "
         f"(chi2={srm.chi2:.1f}, p={srm.p_value:.2g}). "
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pexkit._stats import mean_se
 from pexkit.effects.model import EffectModel
 
 __all__ = ["calibration", "uplift_curve"]
@@ -19,7 +20,8 @@ def calibration(model: EffectModel, k: int, m: int, n_bins: int = 10) -> pd.Data
 
     Returns
     -------
-    DataFrame with columns bin, n, predicted, estimated, se.
+    DataFrame with columns bin, n, predicted, estimated, se (cluster-robust
+    when the spec names a ``cluster``).
     """
     model._check_fitted()
     pred = model.effects_[:, k, m]
@@ -29,13 +31,14 @@ def calibration(model: EffectModel, k: int, m: int, n_bins: int = 10) -> pd.Data
     rows = []
     for b in np.unique(bins):
         sel = bins == b
+        clusters = None if model.clusters_ is None else model.clusters_[sel]
         rows.append(
             {
                 "bin": int(b),
                 "n": int(sel.sum()),
                 "predicted": float(pred[sel].mean()),
                 "estimated": float(psi[sel].mean()),
-                "se": float(psi[sel].std(ddof=1) / np.sqrt(max(sel.sum(), 1))) if sel.sum() > 1 else 0.0,
+                "se": float(mean_se(psi[sel], clusters)) if sel.sum() > 1 else 0.0,
             }
         )
     return pd.DataFrame(rows)

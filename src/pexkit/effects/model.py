@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from pexkit._progress import progress_bar
+from pexkit._stats import mean_se
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.effects.boosting import make_base_learner, predict_many
 from pexkit.effects.insample import match_rows, row_keys
@@ -136,6 +137,8 @@ class EffectModel:
     #: a 64-bit fingerprint of every training row (:mod:`pexkit.effects.insample`), or None
     #: on a cluster: how later logs are matched to the training rows without keeping them
     training_keys_: NDArray[np.uint64] | None = None
+    #: the training rows' randomization clusters (``cluster:`` in the spec), or None
+    clusters_: IntArray | None = None
 
     # ------------------------------------------------------------ training log
     @property
@@ -252,6 +255,16 @@ class EffectModel:
                 f"cross-fit with n_folds={self.n_folds}; found {few}. Collect more "
                 "data or lower n_folds."
             )
+        if data.clusters is not None:
+            first = np.unique(data.clusters, return_index=True)[1]
+            per_arm = np.bincount(data.treatment[first], minlength=spec.n_treatments)
+            few = {a: int(c) for a, c in zip(spec.arms, per_arm, strict=True) if c < self.n_folds}
+            if few:
+                raise InvalidDataError(
+                    f"column {spec.cluster!r}: expected at least n_folds={self.n_folds} "
+                    f"clusters per arm (folds keep a cluster together); found {few}. Lower "
+                    "n_folds or collect more clusters."
+                )
         seed = int(self.random_state)
         n_treat, n_out = spec.n_treatments, spec.n_outcomes
         self.selection_probe_ = None
@@ -263,7 +276,7 @@ class EffectModel:
         X = data.encoder.matrix(data.X)
         base = make_base_learner(self.base, self.base_params, self.n_jobs)
         base.bind(X, data.encoder.categorical_indices)
-        folds = make_folds(data.treatment, self.n_folds, seed)
+        folds = make_folds(data.treatment, self.n_folds, seed, data.clusters)
         outcome_fit = fit_outcome_models(
             base, X, data.treatment, data.outcomes, folds, n_treat, seed, self.progress
         )
@@ -281,6 +294,7 @@ class EffectModel:
         self.learners_fitted_: dict[str, Any] = {}
         self.data_ = data
         self.training_keys_ = row_keys(data)
+        self.clusters_ = data.clusters
         self._base = base
 
         oof: dict[str, FloatArray] = {}
@@ -546,7 +560,8 @@ class EffectModel:
         Notes
         -----
         ``psi_i = G[i,k,m] - G[i,0,m]``; estimate ``mean(psi)``, se
-        ``sd(psi) / sqrt(n)``.
+        ``sd(psi) / sqrt(n)``, cluster-robust when the spec names a ``cluster``
+        (:func:`pexkit._stats.mean_se`).
         """
         self._check_fitted()
         if not 0 < alpha < 1:
@@ -557,12 +572,11 @@ class EffectModel:
             return ate(self, alpha)
         z = float(stats.norm.ppf(1 - alpha / 2))
         pseudo = self.scores_ - self.scores_[:, :1, :]
-        n = pseudo.shape[0]
         rows = []
         for k in range(1, self.spec_.n_treatments):
             for m, name in enumerate(self.spec_.outcome_names):
                 est = float(pseudo[:, k, m].mean())
-                se = float(pseudo[:, k, m].std(ddof=1) / np.sqrt(n))
+                se = float(mean_se(pseudo[:, k, m], self.clusters_))
                 rows.append(
                     {
                         "treatment": self.spec_.arms[k],

@@ -23,10 +23,28 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
-def make_folds(treatment: IntArray, n_folds: int, seed: int) -> IntArray:
-    """Assign each row a fold in ``0..n_folds-1``, stratified by arm."""
+def make_folds(
+    treatment: IntArray, n_folds: int, seed: int, clusters: IntArray | None = None
+) -> IntArray:
+    """Assign each row a fold in ``0..n_folds-1``, stratified by arm.
+
+    With ``clusters`` (codes ``0..G-1``, one arm per cluster) whole clusters
+    are assigned, so no cluster is split between fitting and held-out rows.
+    """
     rng = np.random.default_rng(seed)
     folds = np.empty(treatment.shape[0], dtype=np.int64)
+    if clusters is not None:
+        G = int(clusters.max()) + 1
+        first = np.unique(clusters, return_index=True)[1]
+        arm_of = np.full(G, -1, dtype=np.int64)
+        arm_of[clusters[first]] = treatment[first]
+        of_cluster = np.zeros(G, dtype=np.int64)
+        for k in np.unique(arm_of[arm_of >= 0]):
+            members = np.flatnonzero(arm_of == k)
+            rng.shuffle(members)
+            of_cluster[members] = np.arange(members.shape[0]) % n_folds
+        folds[:] = of_cluster[clusters]
+        return folds
     for k in np.unique(treatment):
         rows = np.flatnonzero(treatment == k)
         rng.shuffle(rows)

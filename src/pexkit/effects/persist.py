@@ -176,6 +176,8 @@ def _dump_data(w: ArchiveWriter, data: LoggedData) -> dict[str, Any]:
         "outcomes": w.array("arrays/data_outcomes.npy", data.outcomes),
         "propensity": w.array("arrays/data_propensity.npy", data.propensity),
         "srm": None,
+        "clusters": None if data.clusters is None
+        else w.array("arrays/data_clusters.npy", data.clusters),
     }
     if ids.dtype.kind in "biuf":
         doc["unit_ids"] = w.array("arrays/data_unit_ids.npy", ids)
@@ -220,6 +222,8 @@ def _load_data(r: ArchiveReader, doc: dict[str, Any], encoder: FeatureEncoder) -
         spec, X, np.asarray(r.array(doc["treatment"]), dtype=np.int64),
         np.asarray(r.array(doc["outcomes"]), dtype=np.float64),
         np.asarray(r.array(doc["propensity"]), dtype=np.float64), ids, encoder, srm,
+        None if doc.get("clusters") is None
+        else np.asarray(r.array(doc["clusters"]), dtype=np.int64),
     )
 
 
@@ -307,6 +311,8 @@ def dump_effect_model(model: EffectModel, data: LoggedData | None = None) -> byt
         "arrays": arrays,
         "training_keys": None if model.training_keys_ is None
         else w.array("arrays/training_keys.npy", model.training_keys_),
+        "clusters": None if model.clusters_ is None
+        else w.array("arrays/clusters.npy", model.clusters_),
         "data": None if data is None else _dump_data(w, data),
     }
     return w.finish(manifest)
@@ -427,6 +433,8 @@ def _build(r: ArchiveReader, doc: dict[str, Any]) -> EffectModel:
             chosen[k, m] = value
     model.chosen_ = chosen
     model.selection_ = _frame_from_dict(doc["selection"])
+    if doc.get("clusters") is not None:
+        model.clusters_ = np.asarray(r.array(doc["clusters"]), dtype=np.int64)
     if doc.get("training_keys") is not None:
         model.training_keys_ = np.asarray(r.array(doc["training_keys"]), dtype=np.uint64)
     elif doc.get("data") is not None:  # archives written before the fingerprints

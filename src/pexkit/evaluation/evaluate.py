@@ -10,10 +10,11 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from pexkit._stats import cluster_codes, mean_se
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation.estimators import get_estimator
-from pexkit.evaluation.kernels import batch_sums, policy_sums
+from pexkit.evaluation.kernels import batch_cluster_se, batch_sums, policy_sums
 from pexkit.evaluation.scores import PolicyScores, build_scores
 from pexkit.exceptions import InvalidParameterError
 from pexkit.execution import is_distributed
@@ -297,7 +298,8 @@ def evaluate_policy(
     if isinstance(policy, LinearPolicy):
         policy = policy.choose(_effects_for(data, model))
     actions, probs = _as_probs(policy, n, n_treat)
-    if actions is not None and est.is_linear and n_bootstrap == 0:
+    clusters = getattr(data, "clusters", None)
+    if actions is not None and est.is_linear and n_bootstrap == 0 and clusters is None:
         # one compiled pass over the rows: sums of v, v^2, d, d^2
         sums = policy_sums(est.table(sc), actions)
         value, value_se, lift, lift_se = _moments(sums.reshape(1, -1), n, sc.spec.n_outcomes)
@@ -311,29 +313,38 @@ def evaluate_policy(
         share = probs.mean(axis=0)
         value = value_terms.mean(axis=0)
         lift = lift_terms.mean(axis=0)
-        value_se = value_terms.std(axis=0, ddof=1) / np.sqrt(n)
-        lift_se = lift_terms.std(axis=0, ddof=1) / np.sqrt(n)
+        value_se = mean_se(value_terms, clusters)
+        lift_se = mean_se(lift_terms, clusters)
     out = PolicyValue.normal(sc.spec, value, value_se, lift, lift_se, share, est.name, alpha, n)
     if n_bootstrap > 0:
-        value_ci, lift_ci = _bootstrap(value_terms, lift_terms, n_bootstrap, alpha, random_state)
+        value_ci, lift_ci = _bootstrap(value_terms, lift_terms, n_bootstrap, alpha, random_state,
+                                       clusters)
         out = replace(out, value_ci=value_ci, lift_ci=lift_ci,
                       extra={"n_bootstrap": n_bootstrap})
     return out
 
 
 def _bootstrap(
-    value_terms: FloatArray, lift_terms: FloatArray, n_boot: int, alpha: float, seed: int
+    value_terms: FloatArray, lift_terms: FloatArray, n_boot: int, alpha: float, seed: int,
+    clusters: IntArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Poisson-bootstrap percentile CIs of the means of the per-row terms.
 
     Rows are iid, so above 20,000 rows they are first summed into 4,000 random
     groups (themselves iid) and the groups are resampled: the same bootstrap
-    distribution of a mean, at a cost independent of n.
+    distribution of a mean, at a cost independent of n. With ``clusters`` the
+    clusters are resampled (each whole), in random groups of clusters when
+    there are more than ``BOOT_GROUPS`` of them.
     """
     rng = np.random.default_rng(seed)
     n = value_terms.shape[0]
     both = np.concatenate([value_terms, lift_terms], axis=1)
-    if n > BOOT_GROUP_ROWS:
+    if clusters is not None:
+        codes, G = cluster_codes(clusters)
+        group = codes if G <= BOOT_GROUPS else np.asarray(
+            rng.integers(0, BOOT_GROUPS, G), dtype=np.int64)[codes]
+        sums, counts = group_sums(group, both)
+    elif n > BOOT_GROUP_ROWS:
         group = np.asarray(rng.integers(0, BOOT_GROUPS, n), dtype=np.int64)
         sums, counts = group_sums(group, both)
     else:
@@ -425,12 +436,15 @@ def evaluate_policies(
     sc = _resolve_scores(data, model, scores)
     n, n_treat, n_out = sc.n_units, sc.spec.n_treatments, sc.spec.n_outcomes
     table = est.table(sc)
+    clusters = getattr(data, "clusters", None)
     arr = None if isinstance(policies, list | tuple) else np.asarray(policies)
     if arr is None or (arr.ndim == 2 and arr.shape[1] != n and np.issubdtype(arr.dtype, np.floating)):
         effects = tau if tau is not None else _effects_for(data, model)
         _check_tau(sc.spec, effects)
         sw, const = _batch_params(sc.spec, policies if arr is None else arr)
         sums = batch_sums(effects, table, sw, const)
+        if clusters is not None:
+            cluster_se = batch_cluster_se(effects, table, sw, const, clusters, sums)
     else:
         actions = arr if arr.ndim == 2 else arr[None, :]
         if actions.ndim != 2 or actions.shape[1] != n:
@@ -448,7 +462,14 @@ def evaluate_policies(
                 for a in actions.astype(np.int64)
             ]
         )
+        if clusters is not None:
+            rows = np.arange(n)
+            v = [table[rows, a, :] for a in actions.astype(np.int64)]
+            cluster_se = (np.stack([mean_se(x, clusters) for x in v]),
+                          np.stack([mean_se(x - table[:, 0, :], clusters) for x in v]))
     value, value_se, lift, lift_se = _moments(sums, n, n_out)
+    if clusters is not None:
+        value_se, lift_se = cluster_se
     shares = sums[:, 4 * n_out :] / n
     return PolicyValues(
         outcomes=sc.spec.outcome_names,

@@ -90,11 +90,12 @@ def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
         )
     model._check_fitted()
     if data.spec != model.spec_:
+        mine, theirs = model.spec_.to_dict(), data.spec.to_dict()
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise InvalidDataError(
             "'data' was logged under a different spec than the model was fitted on; "
-            f"model arms {list(model.spec_.arms)} / outcomes "
-            f"{list(model.spec_.outcome_names)}, data arms {list(data.spec.arms)} / "
-            f"outcomes {list(data.spec.outcome_names)}. Fit the model on this spec."
+            f"they differ in {differ}: model {({k: mine.get(k) for k in differ})}, data "
+            f"{({k: theirs.get(k) for k in differ})}. Fit the model on this spec."
         )
     if model.holds(data):
         return PolicyScores(

@@ -214,6 +214,13 @@ def read_parquet(path: str, spec: ExperimentSpec, client: Any) -> DistributedLog
             f"'cluster' must be a dask.distributed Client; got {type(client).__name__}. "
             "Connect with Client('tcp://scheduler:8786') or Client(LocalCluster(...))."
         )
+    if spec.cluster is not None:
+        raise InvalidParameterError(
+            f"the spec's 'cluster: {spec.cluster}' asks for cluster-robust standard errors, "
+            "which the Dask backend does not compute yet (a cluster's rows may sit in "
+            "different parts). Analyse this log in one process "
+            "(LoggedData.from_parquet(path, spec) without cluster=)."
+        )
     client = _as_any(client)
     paths = _part_paths(str(path))
     parts = client.map(_read_part, paths, spec=spec, pure=False)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pexkit._stats import Z95
+from pexkit._stats import Z95, mean_cov, mean_se
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores
@@ -67,8 +67,20 @@ FIDELITY_SPLITS = 5
 FIDELITY_MAX_FIT = 200_000  # units behind each cross-fitted fidelity tree, at most
 
 
-def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
+def wilson(
+    successes: float, n: float, z: float = Z95, clusters: IntArray | None = None,
+    hits: NDArray[np.bool_] | None = None,
+) -> tuple[float, float]:
+    """Wilson score interval of a proportion.
+
+    With ``clusters`` (and the per-row ``hits``) the interval uses the
+    effective sample size ``n / deff``, the design effect ``deff`` being the
+    cluster-robust variance of the proportion over the iid one.
+    """
+    if clusters is not None and hits is not None and 0 < successes < n:
+        iid = mean_se(hits.astype(np.float64)) ** 2
+        deff = max(float(mean_se(hits.astype(np.float64), clusters)) ** 2 / iid, 1e-12)
+        successes, n = successes / deff, n / deff
     if n <= 0:
         return (float("nan"), float("nan"))
     p = successes / n
@@ -78,14 +90,17 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     return (float(max(0.0, center - half)), float(min(1.0, center + half)))
 
 
-def fieller(num: FloatArray, den: FloatArray, z: float = Z95) -> tuple[float, float, float]:
+def fieller(
+    num: FloatArray, den: FloatArray, z: float = Z95, clusters: IntArray | None = None
+) -> tuple[float, float, float]:
     """Ratio of means ``mean(num) / mean(den)`` and its Fieller confidence interval.
 
     The interval is ``{r : (a - r b)^2 <= z^2 Var(a - r b)}`` with ``a, b`` the
     means; it is unbounded when ``b`` is within ``z`` standard errors of zero.
+    With ``clusters`` the variances are cluster-robust.
     """
     n = num.shape[0]
-    cov = np.cov(num, den) if n >= 2 else np.full((2, 2), np.nan)
+    cov = n * mean_cov(np.column_stack([num, den]), clusters)  # as a (ddof=1) term covariance
     return fieller_moments(n, float(num.mean()), float(den.mean()), cov, z)
 
 
@@ -285,9 +300,10 @@ def _pct(x: float) -> str:
     return f"{x:.1%}" if np.isfinite(x) else ("inf" if x > 0 else "-inf" if x < 0 else "n/a")
 
 
-def _lift(terms: FloatArray) -> dict[str, float]:
+def _lift(terms: FloatArray, clusters: IntArray | None = None) -> dict[str, float]:
     n = terms.shape[0]
-    return lift_moments(n, float(terms.mean()), float(terms.var(ddof=1)) if n > 1 else np.nan)
+    var = n * float(mean_se(terms, clusters)) ** 2 if n > 1 else np.nan  # a term variance
+    return lift_moments(n, float(terms.mean()), var)
 
 
 def lift_moments(n: int, mean: float, var: float) -> dict[str, float]:
@@ -381,7 +397,11 @@ def distill(
     n = data.n_units
     # fidelity out of sample: 5-fold cross-fitting, trees fitted without a fold decide it
     rng = np.random.default_rng(random_state)
-    split = rng.permutation(n) % FIDELITY_SPLITS
+    clusters = data.clusters
+    if clusters is None:
+        split = rng.permutation(n) % FIDELITY_SPLITS
+    else:  # whole clusters: a cluster's rows never decide each other's fidelity
+        split = (rng.permutation(int(clusters.max()) + 1) % FIDELITY_SPLITS)[clusters]
     held = chosen.copy()
     for part in range(FIDELITY_SPLITS):
         score_rows, fit_rows = np.flatnonzero(split == part), np.flatnonzero(split != part)
@@ -407,11 +427,14 @@ def distill(
     single_terms = gain[:, best]
     return distilled_policy(
         tree, model, policy, n, agree, best,
-        fieller(tree_terms, black_terms),
-        fieller(tree_terms - single_terms, black_terms - single_terms),
-        (_lift(tree_terms), _lift(black_terms), _lift(single_terms)),
+        fieller(tree_terms, black_terms, clusters=clusters),
+        fieller(tree_terms - single_terms, black_terms - single_terms, clusters=clusters),
+        (_lift(tree_terms, clusters), _lift(black_terms, clusters),
+         _lift(single_terms, clusters)),
         np.bincount(chosen, minlength=spec.n_treatments) / n,
         "cross-fitted" if in_sample else "held-out",
+        fidelity_ci=None if clusters is None else wilson(agree, n, clusters=clusters,
+                                                         hits=held == black),
     )
 
 
@@ -419,7 +442,7 @@ def distilled_policy(
     tree: PolicyTree, model: EffectModel, policy: LinearPolicy, n: int, agree: float,
     best: int, kept: tuple[float, float, float], gain_kept: tuple[float, float, float],
     lifts: tuple[dict[str, float], dict[str, float], dict[str, float]], shares: FloatArray,
-    evaluation: str,
+    evaluation: str, fidelity_ci: tuple[float, float] | None = None,
 ) -> DistilledPolicy:
     """A :class:`DistilledPolicy` from its figures: ``kept`` and ``gain_kept`` as
     (ratio, low, high), ``lifts`` of the tree, the black box and all-``best``."""
@@ -428,7 +451,7 @@ def distilled_policy(
         tree=tree,
         model=model,
         fidelity=agree / n,
-        fidelity_ci=wilson(agree, n),
+        fidelity_ci=wilson(agree, n) if fidelity_ci is None else fidelity_ci,
         value_kept=kept[0],
         value_kept_ci=(kept[1], kept[2]),
         gain_kept=gain_kept[0],

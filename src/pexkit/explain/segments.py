@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from scipy import stats
 from sklearn.ensemble import RandomForestRegressor
 
+from pexkit._stats import mean_se
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import build_scores
@@ -252,8 +253,12 @@ def segments(
             f"Segments estimated on {data.n_units:,} held-out units (the model never saw their "
             "outcomes)."
         )
-    sums = leaf_sums(tree.apply(X[rows]), G[rows], len(tree.leaves()))
-    return segments_from_sums(tree, sums, spec, alpha, honest, method, rows)
+    leaf = tree.apply(X[rows])
+    sums = leaf_sums(leaf, G[rows], len(tree.leaves()))
+    clustered = None
+    if data.clusters is not None:
+        clustered = leaf_cluster_se(leaf, G[rows], data.clusters[rows], len(tree.leaves()))
+    return segments_from_sums(tree, sums, spec, alpha, honest, method, rows, clustered)
 
 
 GIVEN_TREE_METHOD = (
@@ -285,11 +290,29 @@ def leaf_sums(leaf: IntArray, G: FloatArray, n_leaves: int) -> FloatArray:
     return out
 
 
+def leaf_cluster_se(
+    leaf: IntArray, G: FloatArray, clusters: IntArray, n_leaves: int
+) -> FloatArray:
+    """Cluster-robust SE of each leaf's mean of ``G[:, k] - G[:, 0]``; (n_leaves, K, M)."""
+    n, K, M = G.shape
+    d = (G - G[:, :1, :]).reshape(n, K * M)
+    out = np.full((n_leaves, K, M), np.nan)
+    for j in range(n_leaves):
+        inside = leaf == j
+        if inside.sum() > 1:
+            out[j] = np.asarray(mean_se(d[inside], clusters[inside])).reshape(K, M)
+    return out
+
+
 def segments_from_sums(
     tree: EffectTree, sums: FloatArray, spec: ExperimentSpec, alpha: float, honest: bool,
-    method: str, rows: IntArray,
+    method: str, rows: IntArray, clustered: FloatArray | None = None,
 ) -> Segments:
-    """:class:`Segments` from :func:`leaf_sums` over the estimation units ``rows``."""
+    """:class:`Segments` from :func:`leaf_sums` over the estimation units ``rows``.
+
+    ``clustered``: cluster-robust standard errors per leaf (:func:`leaf_cluster_se`)
+    that replace the iid ones.
+    """
     K, M = spec.n_treatments, spec.n_outcomes
     z = float(stats.norm.ppf(1 - alpha / 2))
     n_est = rows.shape[0]
@@ -304,6 +327,8 @@ def segments_from_sums(
         if size > 1:
             sq = sums[info.index, 1 + K * M:].reshape(K, M)
             se = np.sqrt(np.maximum(sq - size * est**2, 0.0) / (size - 1) / size)
+        if clustered is not None:
+            se = clustered[info.index].copy()
         est[0] = 0.0
         signed = est * np.asarray(spec.signs)[None, :]
         best = np.argmax(signed, axis=0)  # ties go to the lower arm (control first)

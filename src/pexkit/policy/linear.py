@@ -75,6 +75,12 @@ class LinearPolicy:
         b = np.zeros((n_treat, n_out))
         for arm, per_outcome in (biases or {}).items():
             k = spec.treatment_index(arm)
+            if not isinstance(per_outcome, Mapping):
+                raise InvalidParameterError(
+                    f"biases[{arm!r}] must map outcome names to numbers (a bias per outcome, "
+                    f"in that outcome's units), e.g. {{{arm!r}: {{{spec.outcome_names[0]!r}: "
+                    f"-0.1}}}}; got {per_outcome!r}."
+                )
             for name, value in per_outcome.items():
                 m = spec.outcome_index(name)
                 if not np.isfinite(value):

@@ -156,6 +156,11 @@ class ExperimentSpec:
     shares : sequence of float, optional
         The design's share of units per arm (default uniform ``1/K``); used
         for the sample-ratio-mismatch test and when ``propensity`` is None.
+    cluster : str or None
+        Column naming the randomization unit when it is coarser than a row
+        (a household, a school, a store): every row of a cluster shares its
+        arm. Standard errors are then cluster-robust, cross-fitting folds keep
+        a cluster together, and the sample-ratio test counts clusters.
     name : str
         A name for the experiment.
 
@@ -171,6 +176,7 @@ class ExperimentSpec:
     __slots__ = (
         "arms",
         "categorical",
+        "cluster",
         "name",
         "numeric",
         "outcomes",
@@ -189,6 +195,7 @@ class ExperimentSpec:
     categorical: tuple[str, ...]
     propensity: str | None
     shares: tuple[float, ...]
+    cluster: str | None
 
     def __init__(
         self,
@@ -203,6 +210,7 @@ class ExperimentSpec:
         propensity: str | None = None,
         shares: Sequence[float] | None = None,
         name: str = "experiment",
+        cluster: str | None = None,
     ) -> None:
         if isinstance(treatment, Mapping):
             unknown = set(treatment) - {"column", "arms", "shares"}
@@ -275,12 +283,23 @@ class ExperimentSpec:
                 "categorical: [...]}' with the columns the effect models may use."
             )
         reserved = {treatment, *(o.name for o in outs)}
-        reserved |= {c for c in (unit, propensity) if c}
+        if cluster is not None and (not isinstance(cluster, str) or not cluster):
+            raise SpecError(
+                f"'cluster' must name the column of the randomization unit (e.g. "
+                f"household_id); got {cluster!r}. Remove the key when rows were randomized "
+                "one by one."
+            )
+        if cluster is not None and cluster in {treatment, propensity, *(o.name for o in outs)}:
+            raise SpecError(
+                f"'cluster' column {cluster!r} is also the treatment, an outcome or the "
+                "propensity; name the column that identifies the randomization unit."
+            )
+        reserved |= {c for c in (unit, propensity, cluster) if c}
         clash = sorted(set(num + cat) & reserved)
         if clash:
             raise SpecError(
                 f"feature columns {clash} are also the treatment, an outcome, the "
-                "unit id or the propensity; remove them from 'features'."
+                "unit id, the propensity or the cluster; remove them from 'features'."
             )
         both = sorted(set(num) & set(cat))
         if both:
@@ -309,6 +328,7 @@ class ExperimentSpec:
         set_(self, "categorical", cat)
         set_(self, "propensity", propensity)
         set_(self, "shares", share_t)
+        set_(self, "cluster", cluster)
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         # immutable: pickle through the YAML form (models are stored pickled)
@@ -388,7 +408,7 @@ class ExperimentSpec:
         treatment: dict[str, Any] = {"column": self.treatment, "arms": list(self.arms)}
         if any(abs(s - 1.0 / len(self.arms)) > 1e-12 for s in self.shares):
             treatment["shares"] = list(self.shares)
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "unit": self.unit,
             "treatment": treatment,
@@ -396,6 +416,9 @@ class ExperimentSpec:
             "features": {"numeric": list(self.numeric), "categorical": list(self.categorical)},
             "propensity": self.propensity,
         }
+        if self.cluster is not None:
+            out["cluster"] = self.cluster
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ExperimentSpec:
@@ -405,7 +428,7 @@ class ExperimentSpec:
                 f"a spec must be a mapping with treatment, outcomes and features; "
                 f"got {type(raw).__name__}."
             )
-        allowed = {"name", "unit", "treatment", "outcomes", "features", "propensity"}
+        allowed = {"name", "unit", "treatment", "outcomes", "features", "propensity", "cluster"}
         unknown = set(raw) - allowed
         if unknown:
             raise SpecError(
@@ -424,6 +447,7 @@ class ExperimentSpec:
             outcomes=raw["outcomes"],
             features=raw["features"],
             propensity=raw.get("propensity"),
+            cluster=raw.get("cluster"),
         )
 
     @classmethod
