@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--npz", required=True)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
-    from obp.ope import DoublyRobust
+    from obp.ope import DoublyRobust, SelfNormalizedDoublyRobust, SwitchDoublyRobust
 
     d = np.load(args.npz)
     n, K = d["mu"].shape
@@ -36,8 +36,14 @@ def main() -> None:
     start = time.perf_counter()
     interval = dr.estimate_interval(**kwargs, n_bootstrap_samples=args.bootstrap, random_state=0)
     ci_seconds = time.perf_counter() - start
+    others = {
+        "sndr": float(SelfNormalizedDoublyRobust().estimate_policy_value(**kwargs)),
+        "switch_dr_lambda_2.5": float(
+            SwitchDoublyRobust(lambda_=2.5).estimate_policy_value(**kwargs)),
+    }
     print(json.dumps({
         "value": float(value),
+        "others": others,
         "seconds_median": float(np.median(times)),
         "ci_seconds": ci_seconds,
         "ci_bootstrap_samples": args.bootstrap,

@@ -166,6 +166,14 @@ def run_ope(sim: px.Simulation, model: px.EffectModel, n_policies: int) -> dict[
         if proc.returncode == 0:
             obp = json.loads(proc.stdout.strip().splitlines()[-1])
             obp["abs_diff_vs_pexkit"] = abs(obp["value"] - float(value.value[0]))
+            mine = {
+                "sndr": px.evaluate_policy(actions, data, scores=scores, estimator="sndr"),
+                "switch_dr_lambda_2.5": px.evaluate_policy(
+                    actions, data, scores=scores, estimator=px.evaluation.SwitchDR(2.5)),
+            }
+            obp["others_abs_diff_vs_pexkit"] = {
+                name: abs(obp["others"][name] - float(v.value[0])) for name, v in mine.items()
+            }
             out["obp"] = obp
         else:
             out["obp"] = {"error": proc.stderr[-2000:]}

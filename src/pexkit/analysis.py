@@ -123,6 +123,13 @@ def analyze(
         "learner_selection": model.selection_.to_dict(orient="records"),
         "ate": ate.to_dict(orient="records"),
         "utility_weights": utility.weights,
+        "utility": utility.utility_text(),
+        "utility_weights_source": (
+            "given" if weights is not None else "spec" if spec.weights_given else "default"
+        ),
+        "utility_note": (
+            spec.default_weights_note() if weights is None and not spec.weights_given else None
+        ),
         "policies": {name: value.to_dict() for name, value in policies.items()},
     }
     front = candidates = None

@@ -38,6 +38,13 @@ def test_analyze_writes_summary_and_effects(tmp_path):
     assert "tau[heavy][engagement]" in effects.columns
     assert json.loads((tmp_path / "s.json").read_text()) == summary
     assert "Average effects vs control" in result.stdout
+    # the simulator's bare spec has no weights: the default utility is said out loud
+    assert summary["utility_weights_source"] == "default"
+    assert summary["utility"] == "1 engagement"
+    assert "utility is 'engagement' alone" in summary["utility_note"]
+    stdout = " ".join(result.stdout.split())
+    assert "utility = 1 engagement (a default)" in stdout
+    assert "warning: the spec gives no outcome weights" in stdout
 
 
 def test_bad_input_exits_2_with_message(tmp_path):
@@ -69,6 +76,13 @@ def test_simulate_and_help(tmp_path, capsys):
     assert len(frame) == 500
     spec = px.ExperimentSpec.from_yaml(tmp_path / "sim.yaml")
     assert spec.arms == ("control", "light", "heavy")
+    # the scenario's utility weights and its long-term outcome (reported, weight 0)
+    assert {o.name: o.weight for o in spec.outcomes} == {
+        "engagement": 1.0, "unsubscribe": 10.0, "revenue": 1.0, "retention_90d": 0.0}
+    assert "retention_90d" in frame.columns
+    assert px.LinearPolicy(spec).utility_text() == "1 engagement - 10 unsubscribe + 1 revenue"
+    out = " ".join(capsys.readouterr().out.split())
+    assert "next: pexkit analyze" in out
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0

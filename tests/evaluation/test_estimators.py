@@ -42,7 +42,11 @@ def test_estimator_contract(name, sim, fitted):
     data = sim.data
     n = data.n_units
     control = px.evaluate_policy(np.zeros(n, dtype=int), data, fitted, estimator=name)
-    assert np.all(control.lift == 0) and np.all(control.lift_se == 0)
+    assert np.all(control.lift == 0)
+    if name == "dm":  # no interval (the spread of predictions ignores the model's error)
+        assert np.isnan(control.lift_se).all() and "no interval" in control.extra["no_ci"]
+    else:
+        assert np.all(control.lift_se == 0)
     assert control.share == {"control": 1.0, "light": 0.0, "heavy": 0.0}
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 3, n)
@@ -51,6 +55,9 @@ def test_estimator_contract(name, sim, fitted):
     sto = px.evaluate_policy(probs, data, fitted, estimator=name)
     np.testing.assert_allclose(det.value, sto.value, rtol=1e-10)
     np.testing.assert_allclose(det.lift_se, sto.lift_se, rtol=1e-10)
+    if name == "dm":
+        assert np.isnan(det.lift_ci).all() and np.isnan(det.value_se).all()
+        return
     frame = det.to_frame()
     assert list(frame.columns) == [
         "value", "value_se", "value_ci_low", "value_ci_high",
@@ -89,6 +96,7 @@ def test_batch_equals_single(name, sim, fitted):
         np.testing.assert_allclose(batch.lift[p], single.lift, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(batch.lift_se[p], single.lift_se, rtol=1e-7, atol=1e-12)
         np.testing.assert_allclose(batch.value_se[p], single.value_se, rtol=1e-7)
+        assert np.isnan(batch.lift_se[p]).all() == (name == "dm")
     assert batch.to_frame().shape == (9 * 3, 10)
 
 
@@ -139,3 +147,74 @@ BAD = [
 def test_bad_evaluation_input(call, match, sim, fitted):
     with pytest.raises(px.PexkitError, match=match):
         call(sim.data, fitted)
+
+
+# --------------------------------------------------------------------------------------
+# SNDR and Switch-DR against Open Bandit Pipeline's formulas, transcribed from
+# obp/ope/estimators.py (v0.5; SelfNormalizedDoublyRobust and SwitchDoublyRobust,
+# `_estimate_round_rewards`, one position), so the check runs without OBP installed.
+# `make bench` also runs OBP itself on the same inputs (benchmarks/peers_ope.py).
+def obp_round_rewards(kind, reward, action, pscore, action_dist, q_hat, lambda_=np.inf):
+    n = action.shape[0]
+    iw = action_dist[np.arange(n), action] / pscore
+    q_hat_factual = q_hat[np.arange(n), action]
+    estimated_rewards = np.average(q_hat, weights=action_dist, axis=1)
+    if kind == "sndr":
+        estimated_rewards += iw * (reward - q_hat_factual) / iw.mean()
+    else:
+        switch_indicator = np.array(iw <= lambda_, dtype=int)
+        estimated_rewards += switch_indicator * iw * (reward - q_hat_factual)
+    return estimated_rewards
+
+
+@pytest.mark.parametrize("kind", ["sndr", "switch-dr"])
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_sndr_and_switch_dr_equal_obp(kind, stochastic, sim, fitted):
+    data = sim.data
+    n = data.n_units
+    rng = np.random.default_rng(4)
+    probs = rng.dirichlet(np.ones(3), size=n) if stochastic else np.eye(3)[rng.integers(0, 3, n)]
+    sc = px.build_scores(data, fitted)
+    for lam in ([np.inf] if kind == "sndr" else [np.inf, 2.5, 0.0]):
+        est = "sndr" if kind == "sndr" else px.evaluation.SwitchDR(lam)
+        v = px.evaluate_policy(probs, data, fitted, estimator=est)
+        for m in range(data.n_outcomes):
+            obp = obp_round_rewards(kind, data.outcomes[:, m], data.treatment, data.propensity,
+                                    probs, sc.mu[:, :, m], lam).mean()
+            assert v.value[m] == pytest.approx(obp, rel=1e-9, abs=1e-12)
+            control = np.eye(3)[np.zeros(n, dtype=int)]
+            obp0 = obp_round_rewards(kind, data.outcomes[:, m], data.treatment,
+                                     data.propensity, control, sc.mu[:, :, m], lam).mean()
+            assert v.lift[m] == pytest.approx(obp - obp0, rel=1e-9, abs=1e-12)
+        assert np.isfinite(v.lift_se).all() and (v.lift_se > 0).all()
+    if kind == "switch-dr":  # the two ends: lambda = inf is DR, lambda = 0 is DM
+        dr = px.evaluate_policy(probs, data, fitted, estimator="dr")
+        dm = px.evaluate_policy(probs, data, fitted, estimator="dm")
+        inf = px.evaluate_policy(probs, data, fitted, estimator=px.evaluation.SwitchDR())
+        zero = px.evaluate_policy(probs, data, fitted, estimator=px.evaluation.SwitchDR(0.0))
+        np.testing.assert_allclose(inf.value, dr.value, rtol=1e-12)
+        np.testing.assert_allclose(inf.lift_se, dr.lift_se, rtol=1e-9)
+        np.testing.assert_allclose(zero.value, dm.value, rtol=1e-12)
+
+
+def test_sndr_se_matches_the_delta_method_by_simulation(sim, fitted):
+    """SNDR's influence-function SE against the spread of its estimate over resampled logs."""
+    data = sim.data
+    n = data.n_units
+    probs = np.eye(3)[np.full(n, 2)]
+    v = px.evaluate_policy(probs, data, fitted, estimator="sndr")
+    sc = px.build_scores(data, fitted)
+    rng = np.random.default_rng(11)
+    draws = []
+    for _ in range(400):
+        rows = rng.integers(0, n, n)
+        r = obp_round_rewards("sndr", data.outcomes[rows, 0], data.treatment[rows],
+                              data.propensity[rows], probs[rows], sc.mu[rows, :, 0])
+        draws.append(r.mean())
+    # 400 bootstrap draws estimate an SD to ~3.5% (1 / sqrt(2 * 400)); 15% is > 4 of those
+    assert v.value_se[0] == pytest.approx(np.std(draws, ddof=1), rel=0.15)
+
+
+def test_switch_dr_threshold_is_checked():
+    with pytest.raises(px.PexkitError, match="'lambda_' must be a number >= 0"):
+        px.evaluation.SwitchDR(-1.0)

@@ -74,6 +74,12 @@ def _print_result(result: AnalysisResult) -> None:
         share = ", ".join(f"{a}: {s:.0%}" for a, s in value.share.items())
         ptable.add_row(name, *cells, share)
     console.print(ptable)
+    summary = result.summary
+    source = {"spec": "the spec's weights", "given": "the weights given",
+              "default": "a default"}[summary["utility_weights_source"]]
+    console.print(f"utility = {summary['utility']} ({source})")
+    if summary.get("utility_note"):
+        console.print(f"[yellow]warning:[/yellow] {summary['utility_note']}")
 
 
 @app.command("analyze")
@@ -180,15 +186,25 @@ def simulate_cmd(
     n: Annotated[int, typer.Option("--n", help="Number of units.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Simulate a randomized experiment with known effects and write its log and spec."""
+    """Simulate a randomized experiment with known effects and write its log and spec.
+
+    The spec carries the scenario's utility weights and its long-term outcome
+    (weight 0: estimated and reported, not optimized), so analyzing the log
+    answers the question `pexkit demo` does.
+    """
     sim = simulate(scenario, n_units=n, seed=seed)
     if out.suffix.lower() in (".parquet", ".pq"):
         sim.frame.to_parquet(out, index=False)
     else:
         sim.frame.to_csv(out, index=False)
     spec_path = spec_out or out.with_suffix(".yaml")
-    sim.spec.to_yaml(spec_path)
-    console.print(f"wrote {n:,} units to {out} and the spec to {spec_path}")
+    spec = sim.analysis_spec()
+    spec.to_yaml(spec_path)
+    weights = ", ".join(f"{o.name} {o.weight:g}" for o in spec.outcomes)
+    console.print(
+        f"wrote {n:,} units to {out} and the spec to {spec_path} (outcome weights: {weights})\n"
+        f"next: pexkit analyze {out} --spec {spec_path} --out analysis/"
+    )
 
 
 @app.command("demo")
@@ -203,15 +219,10 @@ def demo_cmd(
     out.mkdir(parents=True, exist_ok=True)
     sim = simulate("notifications", n_units=n, seed=seed)
     sim.frame.to_csv(out / "log.csv", index=False)
+    full = sim.analysis_spec()  # the scenario's weights; the long-term outcome stays out
     spec = ExperimentSpec.from_dict(
-        {
-            **sim.spec.to_dict(),
-            "outcomes": [
-                {"name": "engagement", "goal": "maximize", "weight": 1.0},
-                {"name": "unsubscribe", "goal": "minimize", "weight": 10.0},
-                {"name": "revenue", "goal": "maximize", "weight": 1.0},
-            ],
-        }
+        {**full.to_dict(), "outcomes": [o for o in full.to_dict()["outcomes"]
+                                        if o["name"] in sim.spec.outcome_names]}
     )
     spec.to_yaml(out / "spec.yaml")
     console.print(f"simulated {n:,} units -> {out / 'log.csv'} (spec: {out / 'spec.yaml'})")

@@ -1,6 +1,6 @@
 """Off-policy evaluation with influence-function confidence intervals."""
 
-from pexkit.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, get_estimator
+from pexkit.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, get_estimator
 from pexkit.evaluation.evaluate import (
     PolicyValue,
     PolicyValues,
@@ -11,6 +11,7 @@ from pexkit.evaluation.scores import PolicyScores, build_scores
 
 __all__ = [
     "ESTIMATORS",
+    "SwitchDR",
     "OffPolicyEstimator",
     "PolicyScores",
     "PolicyValue",

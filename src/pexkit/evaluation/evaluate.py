@@ -13,7 +13,7 @@ from scipy import stats
 from pexkit._stats import cluster_codes, mean_se
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
-from pexkit.evaluation.estimators import get_estimator
+from pexkit.evaluation.estimators import DM_NO_CI, get_estimator
 from pexkit.evaluation.kernels import batch_cluster_se, batch_sums, policy_sums
 from pexkit.evaluation.scores import PolicyScores, build_scores
 from pexkit.exceptions import InvalidParameterError
@@ -243,7 +243,7 @@ def evaluate_policy(
     policy: Any,
     data: LoggedData,
     model: EffectModel | None = None,
-    estimator: str = "dr",
+    estimator: Any = "dr",
     *,
     alpha: float = 0.05,
     n_bootstrap: int = 0,
@@ -261,7 +261,9 @@ def evaluate_policy(
         The log to evaluate on.
     model : EffectModel, optional
         Fitted model; supplies outcome predictions (and effects for a LinearPolicy).
-    estimator : {"dr", "ips", "snips", "dm"}
+    estimator : {"dr", "ips", "snips", "sndr", "switch-dr", "dm"} or SwitchDR
+        ``"dm"`` gives no standard error or interval (NaN; the reason is in
+        ``extra["no_ci"]``).
     alpha : float
         1 - confidence level.
     n_bootstrap : int
@@ -289,10 +291,15 @@ def evaluate_policy(
                 "on a cluster, evaluate_policy uses the fitted model's scores, which stay on "
                 "the workers: pass model=... and no scores."
             )
+        if est.name not in ("dr", "ips", "dm", "snips"):
+            raise InvalidParameterError(
+                f"on a cluster, evaluate_policy offers the estimators dr, ips, snips and dm; "
+                f"got {est.name!r}. Evaluate it in one process."
+            )
         from pexkit.execution.dask import evaluate_policy as on_cluster
 
-        return on_cluster(policy, cast(Any, data), model, alpha, est.name, int(n_bootstrap),
-                          random_state)
+        return _honest(on_cluster(policy, cast(Any, data), model, alpha, est.name,
+                                  int(n_bootstrap), random_state))
     sc = _resolve_scores(data, model, scores)
     n, n_treat = sc.n_units, sc.spec.n_treatments
     if isinstance(policy, LinearPolicy):
@@ -321,7 +328,17 @@ def evaluate_policy(
                                        clusters)
         out = replace(out, value_ci=value_ci, lift_ci=lift_ci,
                       extra={"n_bootstrap": n_bootstrap})
-    return out
+    return _honest(out)
+
+
+def _honest(out: PolicyValue) -> PolicyValue:
+    """The direct method's value without intervals (see ``DM_NO_CI``); others unchanged."""
+    if out.estimator != "dm":
+        return out
+    nan = np.full_like(out.value, np.nan)
+    ci = np.full((len(out.value), 2), np.nan)
+    return replace(out, value_se=nan, lift_se=nan.copy(), value_ci=ci, lift_ci=ci.copy(),
+                   extra={**out.extra, "no_ci": DM_NO_CI})
 
 
 def _bootstrap(
@@ -470,6 +487,8 @@ def evaluate_policies(
     value, value_se, lift, lift_se = _moments(sums, n, n_out)
     if clusters is not None:
         value_se, lift_se = cluster_se
+    if est.name == "dm":  # no honest interval (DM_NO_CI)
+        value_se, lift_se = np.full_like(value_se, np.nan), np.full_like(lift_se, np.nan)
     shares = sums[:, 4 * n_out :] / n
     return PolicyValues(
         outcomes=sc.spec.outcome_names,

@@ -119,6 +119,21 @@ class LinearPolicy:
         """Length of the flat parameter vector, ``(M-1) + (K-1) M``."""
         return _n_params(self.spec)
 
+    def utility_text(self) -> str:
+        """The utility in words: ``1 engagement - 10 unsubscribe + 1 revenue`` (goal signs applied).
+
+        Outcomes with weight 0 are left out.
+        """
+        parts = []
+        for name, w, sign in zip(self.spec.outcome_names, self.weight_vector, self.spec.signs,
+                                 strict=True):
+            if w == 0:
+                continue
+            op = "-" if sign < 0 else "+"
+            parts.append(f"{op} {w:g} {name}")
+        text = " ".join(parts) or "0"
+        return text[2:] if text.startswith("+ ") else text
+
     def signed_weights(self) -> FloatArray:
         """Return ``w_m s_m`` per outcome."""
         out: FloatArray = self.weight_vector * np.asarray(self.spec.signs)

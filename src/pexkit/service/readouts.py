@@ -13,8 +13,30 @@ from pexkit.service.errors import ConflictError
 if TYPE_CHECKING:
     from pexkit.service.core import DecisionService
 
-__all__ = ["arm_metrics", "backtest", "tune_results"]
+__all__ = ["arm_metrics", "backtest", "difference", "tune_results"]
 
+
+def difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Difference of means ``a - b`` with a standard error and 95% CI that small samples keep.
+
+    0/1 metrics (both sides) use the Agresti-Caffo interval: one success and one
+    failure added to each side before the variance, so a side with no events
+    (10 holdout units, 0 unsubscribes) still has a variance; Welch's would be 0
+    there and call tiny differences significant. Other metrics use Welch's.
+    """
+    lift = float(a.mean() - b.mean())
+    binary = bool(np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all())
+    if binary:
+        pa, pb = (a.sum() + 1) / (len(a) + 2), (b.sum() + 1) / (len(b) + 2)
+        se = float(np.sqrt(pa * (1 - pa) / (len(a) + 2) + pb * (1 - pb) / (len(b) + 2)))
+        center = float(pa - pb)
+        method = "agresti-caffo"
+    else:
+        se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+        center = lift
+        method = "welch"
+    return {"lift": lift, "se": se, "ci_low": center - Z95 * se, "ci_high": center + Z95 * se,
+            "interval": method}
 
 def arm_metrics(svc: DecisionService, name: str, epoch: int) -> dict[str, dict[str, Any]]:
     """Per tuning arm of ``epoch``: units, and each outcome's mean and standard error."""
@@ -76,13 +98,10 @@ def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str,
                 res.append({"outcome": o, "n_policy": len(pol), "n_holdout": len(hold)})
                 continue
             a, b = pol[o].to_numpy(float), hold[o].to_numpy(float)
-            lift = a.mean() - b.mean()
-            se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
             res.append({
                 "outcome": o, "goal": goals.get(o, "maximize"), "n_policy": len(a),
                 "n_holdout": len(b), "policy_mean": float(a.mean()),
-                "holdout_mean": float(b.mean()), "lift": float(lift), "se": se,
-                "ci_low": float(lift - Z95 * se), "ci_high": float(lift + Z95 * se),
+                "holdout_mean": float(b.mean()), **difference(a, b),
             })
         return res
 

@@ -30,6 +30,7 @@ class Scenario(Protocol):
     arms: tuple[str, ...]
     outcomes: tuple[tuple[str, str], ...]  # (name, goal), long-term ones included
     short_term: tuple[str, ...]  # outcomes that go into the spec
+    weights: dict[str, float]  # the scenario's utility over the short-term outcomes
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
 
@@ -63,6 +64,8 @@ class NotificationsScenario:
         ("retention_90d", "maximize"),
     )
     short_term = ("engagement", "unsubscribe", "revenue")
+    # an unsubscribe costs ten engagements (the weights `pexkit demo` analyses with)
+    weights = {"engagement": 1.0, "unsubscribe": 10.0, "revenue": 1.0}
     categorical = ("platform", "region")
 
     def __init__(self, n_noise: int = 4) -> None:
@@ -159,6 +162,7 @@ class SyntheticScenario:
             (f"y{m}", "maximize" if m % 2 == 0 else "minimize") for m in range(n_outcomes)
         )
         self.short_term = tuple(name for name, _ in self.outcomes)
+        self.weights = dict.fromkeys(self.short_term, 1.0)
 
     def features(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         X = rng.uniform(-1, 1, size=(n, len(self.numeric)))
@@ -215,6 +219,21 @@ class Simulation:
     def data(self) -> LoggedData:
         """The log as validated LoggedData."""
         return LoggedData.from_frame(self.frame, self.spec)
+
+    def analysis_spec(self) -> ExperimentSpec:
+        """The spec ``pexkit simulate`` writes: the scenario's weights, its long-term outcomes.
+
+        The short-term outcomes carry the scenario's utility weights (what
+        ``pexkit demo`` analyses with); the long-term ones (``retention_90d``)
+        follow with weight 0: estimated and reported, not part of the utility.
+        """
+        goals = dict(self.scenario.outcomes)
+        weights = self.scenario.weights
+        outcomes = [{"name": o, "goal": goals[o], "weight": float(weights.get(o, 0.0))}
+                    for o in self.spec.outcome_names]
+        outcomes += [{"name": o, "goal": goals[o], "weight": 0.0}
+                     for o in self.all_outcomes if o not in self.spec.outcome_names]
+        return ExperimentSpec.from_dict({**self.spec.to_dict(), "outcomes": outcomes})
 
     def _indices(self, outcomes: Any) -> list[int]:
         names = self.spec.outcome_names if outcomes is None else tuple(outcomes)

@@ -356,6 +356,20 @@ class ExperimentSpec:
         return tuple(o.sign for o in self.outcomes)
 
     @property
+    def weights_given(self) -> bool:
+        """Whether any outcome has a ``weight`` (else the utility is the first outcome alone)."""
+        return any(o.weight is not None for o in self.outcomes)
+
+    def default_weights_note(self) -> str:
+        """What an unweighted spec's utility means, and how to weigh the outcomes."""
+        return (
+            f"the spec gives no outcome weights, so the utility is {self.outcomes[0].name!r} "
+            f"alone (the first outcome) and {[o.name for o in self.outcomes[1:]]} count for "
+            "nothing in it; give each outcome a 'weight:' in the spec (or pass weights=...) "
+            "to trade them off."
+        )
+
+    @property
     def default_weights(self) -> dict[str, float]:
         """Weights of the default utility (spec weights, else 1 for the first)."""
         if all(o.weight is None for o in self.outcomes):
