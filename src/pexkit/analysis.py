@@ -15,6 +15,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from pexkit._stats import Z95, mean_se
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import PolicyValue, build_scores, evaluate_policy
@@ -150,6 +151,11 @@ def analyze(
             "candidates": list(candidates.labels) if candidates is not None else [],
             "seconds": front.meta["seconds"],
         }
+    if not on_cluster:
+        named = {"utility": utility}
+        if candidates is not None:
+            named.update({label: candidates.policy(label) for label in candidates.labels})
+        summary["personalization"] = personalization_value(data, model, named, utility)
     if out is not None:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,3 +190,59 @@ def analyze(
             front.save(out_dir / "policies.json")
             write_report(out_dir / "report.html", data, model, front, candidates)
     return AnalysisResult(data, model, ate, policies, summary, front, candidates)
+
+
+def personalization_value(
+    data: LoggedData, model: EffectModel, named: dict[str, LinearPolicy], utility: LinearPolicy,
+) -> dict[str, Any]:
+    """Each policy against the best single treatment: what personalizing adds.
+
+    The best single treatment is the arm whose all-arm policy has the highest
+    DR utility (``utility``'s weights). For each policy: its DR lift over
+    all-best per outcome and in utility, with 95% CIs from the paired per-unit
+    terms (cluster-robust when the spec names a cluster), and one sentence.
+    """
+    spec = data.spec
+    scores = build_scores(data, model)
+    G = scores.dr
+    sw = utility.signed_weights()
+    per_arm = G.mean(axis=0) @ sw  # (K,) the utility of sending everyone arm k
+    best = int(np.argmax(per_arm))
+    rows = np.arange(data.n_units)
+    out: dict[str, Any] = {"best_single": spec.arms[best], "utility": utility.utility_text(),
+                           "policies": {}}
+    for name, policy in named.items():
+        actions = policy.choose(model.effects_for(data))
+        value = evaluate_policy(actions, data, scores=scores, baseline=best)
+        terms = (G[rows, actions] - G[:, best]) @ sw
+        gain, se = float(terms.mean()), float(mean_se(terms, data.clusters))
+        out["policies"][name] = {
+            "utility_gain": gain, "utility_se": se,
+            "utility_ci_low": gain - Z95 * se, "utility_ci_high": gain + Z95 * se,
+            "lifts": value.to_frame()[["lift", "lift_ci_low", "lift_ci_high"]].to_dict(
+                orient="index"),
+            "share": value.share,
+        }
+    top_name = max(out["policies"], key=lambda k: out["policies"][k]["utility_gain"])
+    top = out["policies"][top_name]
+    if top["utility_ci_low"] > 0:
+        out["sentence"] = (
+            f"personalizing adds {top['utility_gain']:+.4g} "
+            f"[{top['utility_ci_low']:+.4g}, {top['utility_ci_high']:+.4g}] in utility "
+            f"({out['utility']}) over all-{spec.arms[best]}, the best single treatment "
+            f"({top_name})"
+        )
+    elif top["utility_ci_high"] < 0:
+        out["sentence"] = (
+            f"no policy here beats sending everyone {spec.arms[best]}, the best single "
+            f"treatment: the best of them ({top_name}) loses {top['utility_gain']:+.4g} "
+            f"[{top['utility_ci_low']:+.4g}, {top['utility_ci_high']:+.4g}] in utility "
+            f"({out['utility']}); personalize only with more data or stronger effects"
+        )
+    else:
+        out["sentence"] = (
+            f"personalizing adds at most {top['utility_ci_high']:+.4g} in utility "
+            f"({out['utility']}) over all-{spec.arms[best]}, the best single treatment (95% "
+            f"CI upper bound, {top_name}): sending everyone {spec.arms[best]} is about as good"
+        )
+    return out

@@ -45,6 +45,11 @@ def test_analyze_writes_summary_and_effects(tmp_path):
     stdout = " ".join(result.stdout.split())
     assert "utility = 1 engagement (a default)" in stdout
     assert "warning: the spec gives no outcome weights" in stdout
+    # personalization's value, against the best single treatment
+    pers = summary["personalization"]
+    assert pers["best_single"] in ("control", "light", "heavy")
+    assert f"over all-{pers['best_single']}" in stdout and "personalization:" in stdout
+    assert set(pers["policies"]) >= {"utility"}
 
 
 def test_bad_input_exits_2_with_message(tmp_path):

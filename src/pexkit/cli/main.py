@@ -80,6 +80,9 @@ def _print_result(result: AnalysisResult) -> None:
     console.print(f"utility = {summary['utility']} ({source})")
     if summary.get("utility_note"):
         console.print(f"[yellow]warning:[/yellow] {summary['utility_note']}")
+    pers = summary.get("personalization")
+    if pers:
+        console.print(f"[bold]personalization[/bold]: {pers['sentence']}")
 
 
 @app.command("analyze")

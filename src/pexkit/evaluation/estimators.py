@@ -55,8 +55,13 @@ class OffPolicyEstimator(Protocol):
     def is_linear(self) -> bool:
         """Whether the value is a mean of ``sum_k p_ik H[i,k,:]`` (batchable)."""
 
-    def terms(self, scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Return ``(value_terms, lift_terms)``, each of shape (n_units, n_outcomes)."""
+    def terms(
+        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
+        """Return ``(value_terms, lift_terms)``, each of shape (n_units, n_outcomes).
+
+        Lift terms are against sending everyone arm ``baseline`` (0: the control).
+        """
 
     def table(self, scores: PolicyScores) -> FloatArray:
         """For linear estimators: H with value terms ``sum_k p_ik H[i,k,:]``."""
@@ -81,10 +86,12 @@ class _LinearEstimator:
             return scores.mu
         return scores.ips()
 
-    def terms(self, scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def terms(
+        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
         table = self.table(scores)
         value = _expect(table, probs)
-        return value, value - table[:, 0, :]
+        return value, value - table[:, baseline, :]
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,9 @@ class _SelfNormalizedIPS:
             "policy at a time."
         )
 
-    def terms(self, scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def terms(
+        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
         n = scores.n_units
         rows = np.arange(n)
         y = scores.outcomes
@@ -109,7 +118,8 @@ class _SelfNormalizedIPS:
             mean_w, value = snips_value(n, weights.sum(), (weights[:, None] * y).sum(axis=0))
             return snips_terms(weights, y, value, mean_w)
 
-        w_pi, w_0 = snips_weights(scores.treatment, scores.propensity, probs[rows, scores.treatment])
+        w_pi, w_0 = snips_weights(scores.treatment, scores.propensity,
+                                  probs[rows, scores.treatment], baseline)
         value_terms = ratio_terms(w_pi)
         return value_terms, value_terms - ratio_terms(w_0)
 
@@ -124,9 +134,9 @@ def _dr_parts(scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, Floa
     return dm, weights, residual
 
 
-def _control(scores: PolicyScores) -> FloatArray:
+def _control(scores: PolicyScores, baseline: int = 0) -> FloatArray:
     probs = np.zeros((scores.n_units, scores.spec.n_treatments))
-    probs[:, 0] = 1.0
+    probs[:, baseline] = 1.0
     return probs
 
 
@@ -158,9 +168,11 @@ class _SelfNormalizedDR:
         out: FloatArray = dm + c[None, :] + w[:, None] * (r - c[None, :]) / mean_w
         return out
 
-    def terms(self, scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def terms(
+        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
         value = self._terms(scores, probs)
-        return value, value - self._terms(scores, _control(scores))
+        return value, value - self._terms(scores, _control(scores, baseline))
 
 
 @dataclass(frozen=True)
@@ -197,16 +209,19 @@ class SwitchDR:
         out: FloatArray = dm + (keep * w)[:, None] * r
         return out
 
-    def terms(self, scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def terms(
+        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
         value = self._terms(scores, probs)
-        return value, value - self._terms(scores, _control(scores))
+        return value, value - self._terms(scores, _control(scores, baseline))
 
 
 def snips_weights(
-    treatment: NDArray[np.int64], propensity: FloatArray, chosen_prob: FloatArray
+    treatment: NDArray[np.int64], propensity: FloatArray, chosen_prob: FloatArray,
+    baseline: int = 0,
 ) -> tuple[FloatArray, FloatArray]:
-    """Importance weights of the policy (probability of the logged arm) and of all-control."""
-    return chosen_prob / propensity, (treatment == 0) / propensity
+    """Importance weights of the policy (probability of the logged arm) and of all-``baseline``."""
+    return chosen_prob / propensity, (treatment == baseline) / propensity
 
 
 def snips_value(n: int, sum_w: float, sum_wy: FloatArray) -> tuple[float, FloatArray]:

@@ -249,8 +249,9 @@ def evaluate_policy(
     n_bootstrap: int = 0,
     random_state: int = 0,
     scores: PolicyScores | None = None,
+    baseline: Any = None,
 ) -> PolicyValue:
-    """Estimate a policy's value and lift vs all-control for every outcome.
+    """Estimate a policy's value and lift vs all-control (or all-``baseline``) for every outcome.
 
     Parameters
     ----------
@@ -272,6 +273,10 @@ def evaluate_policy(
         Seed of the bootstrap.
     scores : PolicyScores, optional
         Precomputed scores (skips building them).
+    baseline : str or int, optional
+        The arm the lift is measured against (label or index; default the
+        control): "lift vs sending everyone this arm", e.g. the best single
+        treatment, or any arm of a log without a control.
 
     Returns
     -------
@@ -286,6 +291,11 @@ def evaluate_policy(
     if not 0 < alpha < 1:
         raise InvalidParameterError(f"'alpha' must be in (0, 1); got {alpha!r}.")
     if is_distributed(data):
+        if baseline is not None and baseline not in (0, data.spec.arms[0]):
+            raise InvalidParameterError(
+                "on a cluster, lifts are against the control arm; 'baseline' is not supported "
+                "there yet. Evaluate in one process, or subtract all-baseline's value."
+            )
         if scores is not None or model is None:
             raise InvalidParameterError(
                 "on a cluster, evaluate_policy uses the fitted model's scores, which stay on "
@@ -302,11 +312,13 @@ def evaluate_policy(
                                   int(n_bootstrap), random_state))
     sc = _resolve_scores(data, model, scores)
     n, n_treat = sc.n_units, sc.spec.n_treatments
+    base = 0 if baseline is None else _arm_index(sc.spec, baseline)
     if isinstance(policy, LinearPolicy):
         policy = policy.choose(_effects_for(data, model))
     actions, probs = _as_probs(policy, n, n_treat)
     clusters = getattr(data, "clusters", None)
-    if actions is not None and est.is_linear and n_bootstrap == 0 and clusters is None:
+    if (actions is not None and est.is_linear and n_bootstrap == 0 and clusters is None
+            and base == 0):
         # one compiled pass over the rows: sums of v, v^2, d, d^2
         sums = policy_sums(est.table(sc), actions)
         value, value_se, lift, lift_se = _moments(sums.reshape(1, -1), n, sc.spec.n_outcomes)
@@ -316,7 +328,7 @@ def evaluate_policy(
         if probs is None:
             probs = np.zeros((n, n_treat))
             probs[np.arange(n), actions] = 1.0
-        value_terms, lift_terms = est.terms(sc, probs)
+        value_terms, lift_terms = est.terms(sc, probs, base)
         share = probs.mean(axis=0)
         value = value_terms.mean(axis=0)
         lift = lift_terms.mean(axis=0)
@@ -328,7 +340,20 @@ def evaluate_policy(
                                        clusters)
         out = replace(out, value_ci=value_ci, lift_ci=lift_ci,
                       extra={"n_bootstrap": n_bootstrap})
+    if base != 0:
+        out = replace(out, extra={**out.extra, "baseline": sc.spec.arms[base]})
     return _honest(out)
+
+
+def _arm_index(spec: Any, arm: Any) -> int:
+    """The index of arm ``arm`` (a label, or an index into ``spec.arms``)."""
+    if isinstance(arm, int | np.integer) and not isinstance(arm, bool):
+        if not 0 <= int(arm) < spec.n_treatments:
+            raise InvalidParameterError(
+                f"'baseline' index must be in [0, {spec.n_treatments - 1}]; got {arm}."
+            )
+        return int(arm)
+    return int(spec.treatment_index(arm))
 
 
 def _honest(out: PolicyValue) -> PolicyValue:
