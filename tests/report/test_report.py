@@ -23,6 +23,9 @@ def test_report_renders_self_contained_with_the_front(tmp_path, sim, fitted):
     for label in cands.labels:
         assert label in html
     assert "gains" in html
+    # what personalizing adds over the best single treatment, stated in the summary
+    assert re.search(r"(Personalizing adds|No policy here beats)", html)
+    assert re.search(r"all-(control|light|heavy)", html)
 
 
 def test_tradeoff_sentences_name_gains_costs_and_shares(sim, fitted):

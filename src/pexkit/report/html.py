@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.effects.diagnostics import calibration, uplift_curve
+from pexkit.evaluation.personalization import personalization_value
 from pexkit.explain import DistilledPolicy, Segments, distill, feature_importance
 from pexkit.explain import segments as find_segments
 from pexkit.optimize import ParetoFront
@@ -342,6 +343,13 @@ def render_report(
         f"{int(np.sum(front.on_front))} policies are on the Pareto front; {len(cand_idx)} are "
         "proposed for the online test (chosen to cover the widest range of trade-offs)."
     )
+    named = {labels[p]: front.policies[p] for p in cand_idx if not labels[p].startswith("all ")}
+    if len(on):
+        top = int(on[np.argmax(front.objectives[on].sum(axis=1))])
+        named[labels[top]] = front.policies[top]
+    if named:  # what personalizing adds over the best single treatment
+        sentence = personalization_value(data, model, named, LinearPolicy(spec))["sentence"]
+        headline.append(sentence[0].upper() + sentence[1:] + ".")
     def html(fig: go.Figure | None) -> str:
         if fig is None:
             return ""
