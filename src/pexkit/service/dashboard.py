@@ -465,8 +465,10 @@ def _backtest_section(bt: dict[str, Any]) -> str:
                       xaxis_title="units launched", yaxis_title="lift")
     return ("<section><h2>Launched policy vs holdout (version "
             f"{_e(bt['version'])}, holdout {bt['holdout']:.0%})</h2><div class='grid'><div>"
-            + _table(rows, ["outcome", "n_policy", "n_holdout", "lift", "ci_low", "ci_high"],
-                     "backtest")
+            + _table(rows, ["outcome", "n_policy", "n_holdout", "lift", "ci_low", "ci_high",
+                            "always_valid_low", "always_valid_high"], "backtest")
+            + "<p class='note'>ci: for one planned look; always_valid: a confidence sequence "
+            "that stays at 95% however often this page is read.</p>"
             + "</div><div>" + _fig(fig, "backtest-plot") + "</div></div></section>")
 
 

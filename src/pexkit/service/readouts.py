@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pexkit._stats import Z95
+from pexkit.evaluation.sequential import difference_sequence
 from pexkit.service.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -23,6 +24,10 @@ def difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     failure added to each side before the variance, so a side with no events
     (10 holdout units, 0 unsubscribes) still has a variance; Welch's would be 0
     there and call tiny differences significant. Other metrics use Welch's.
+
+    ``always_valid_low/high``: an asymptotic confidence sequence (tightest near
+    1,000 units a side), which stays at 95% however often the backtest is read;
+    the fixed-sample ``ci_low/high`` holds for one planned look only.
     """
     lift = float(a.mean() - b.mean())
     binary = bool(np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all())
@@ -35,8 +40,13 @@ def difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
         se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
         center = lift
         method = "welch"
+    # always valid: may be read at every look (pexkit.evaluation.sequential)
+    av_low, av_high = difference_sequence(
+        float(a.mean()), float(a.std(ddof=1)), len(a), float(b.mean()), float(b.std(ddof=1)),
+        len(b),
+    )
     return {"lift": lift, "se": se, "ci_low": center - Z95 * se, "ci_high": center + Z95 * se,
-            "interval": method}
+            "interval": method, "always_valid_low": av_low, "always_valid_high": av_high}
 
 def arm_metrics(svc: DecisionService, name: str, epoch: int) -> dict[str, dict[str, Any]]:
     """Per tuning arm of ``epoch``: units, and each outcome's mean and standard error."""
