@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pexkit._stats import Z95
+from pexkit.evaluation.cuped import adjusted_difference
 from pexkit.evaluation.sequential import difference_sequence
 from pexkit.service.errors import ConflictError
 
@@ -99,6 +100,7 @@ def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str,
     if not frame.empty:
         frame["utility"] = sum(weights[o.name] * o.sign * frame[o.name] for o in spec.outcomes)
     metrics = [*outs, "utility"]
+    pres = {o.name: o.pre for o in spec.outcomes if o.pre}
 
     def table(df: pd.DataFrame) -> list[dict[str, Any]]:
         pol, hold = df[~df["holdout"].astype(bool)], df[df["holdout"].astype(bool)]
@@ -108,11 +110,23 @@ def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str,
                 res.append({"outcome": o, "n_policy": len(pol), "n_holdout": len(hold)})
                 continue
             a, b = pol[o].to_numpy(float), hold[o].to_numpy(float)
-            res.append({
+            row = {
                 "outcome": o, "goal": goals.get(o, "maximize"), "n_policy": len(a),
                 "n_holdout": len(b), "policy_mean": float(a.mean()),
                 "holdout_mean": float(b.mean()), **difference(a, b),
-            })
+            }
+            pre = pres.get(o)
+            if pre is not None:  # CUPED on the metric's pre-exposure value
+                if pre in df.columns:
+                    xa = pd.to_numeric(pol[pre], errors="coerce").fillna(0.0).to_numpy(float)
+                    xb = pd.to_numeric(hold[pre], errors="coerce").fillna(0.0).to_numpy(float)
+                    cuped = adjusted_difference(a, xa, b, xb)
+                    row["cuped"] = {"pre": pre, **{k: v for k, v in cuped.items()
+                                                   if k != "theta"}}
+                else:
+                    row["cuped"] = {"pre": pre, "error": f"column {pre!r} is not among the "
+                                    "features logged at exposure"}
+            res.append(row)
         return res
 
     head = {"version": exp.state.launched_version, "holdout": exp.state.holdout,

@@ -32,11 +32,16 @@ class Outcome:
     weight : float or None
         Weight ``w_m >= 0`` of this outcome in the default utility; ``None``
         means 1 for the first outcome and 0 for the others.
+    pre : str or None
+        A column holding this metric's pre-exposure value (a feature logged at
+        first exposure): the launch backtest adjusts for it (CUPED) and reports
+        the variance it removed.
     """
 
     name: str
     goal: Goal = "maximize"
     weight: float | None = None
+    pre: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -110,11 +115,17 @@ def _outcome(item: Any) -> Outcome:
     if isinstance(item, str):
         return Outcome(item)
     if isinstance(item, Mapping):
-        unknown = set(item) - {"name", "goal", "weight"}
+        unknown = set(item) - {"name", "goal", "weight", "pre"}
         if unknown:
             raise SpecError(
                 f"outcome {item.get('name')!r} has unknown keys {sorted(unknown)}; "
-                "expected only name, goal and weight."
+                "expected only name, goal, weight and pre."
+            )
+        pre = item.get("pre")
+        if pre is not None and (not isinstance(pre, str) or not pre):
+            raise SpecError(
+                f"outcome {item.get('name')!r}: 'pre' must name the column of the metric's "
+                f"pre-exposure value; got {pre!r}."
             )
         if "name" not in item:
             raise SpecError(
@@ -126,6 +137,7 @@ def _outcome(item: Any) -> Outcome:
             str(item["name"]),
             item.get("goal", "maximize"),
             None if weight is None else float(weight),
+            pre,
         )
     raise SpecError(
         f"an outcome must be a name or a mapping {{name, goal, weight}}; got {item!r}."
@@ -418,6 +430,8 @@ class ExperimentSpec:
             d: dict[str, Any] = {"name": o.name, "goal": o.goal}
             if o.weight is not None:
                 d["weight"] = o.weight
+            if o.pre is not None:
+                d["pre"] = o.pre
             outs.append(d)
         treatment: dict[str, Any] = {"column": self.treatment, "arms": list(self.arms)}
         if any(abs(s - 1.0 / len(self.arms)) > 1e-12 for s in self.shares):
