@@ -89,3 +89,29 @@ def test_always_valid_interval_survives_thirty_looks() -> None:
         ever_fixed += fixed
     assert ever_cs / runs <= 0.05, ever_cs / runs
     assert ever_fixed / runs > 0.15, ever_fixed / runs
+
+
+def test_backtest_rows_add_cuped_for_outcomes_with_a_pre_column() -> None:
+    import pandas as pd
+
+    from pexkit.evaluation.cuped import adjusted_difference
+    from pexkit.service.readouts import backtest_table
+
+    rng = np.random.default_rng(5)
+    n = 6000
+    pre = rng.normal(2.0, 1.0, n)
+    hold = rng.random(n) < 0.1
+    visits = 0.9 * pre + 0.44 * rng.normal(size=n) + 0.05 * ~hold
+    df = pd.DataFrame({"holdout": hold, "visits": visits, "clicks": rng.random(n),
+                       "visits_last_month": pre})
+    rows = {r["outcome"]: r for r in backtest_table(
+        df, ["visits", "clicks"], {"visits": "maximize"}, {"visits": "visits_last_month",
+                                                         "clicks": "absent_column"})}
+    cuped = rows["visits"]["cuped"]
+    ref = adjusted_difference(visits[~hold], pre[~hold, None], visits[hold], pre[hold, None])
+    assert cuped["lift"] == pytest.approx(ref["lift"], rel=1e-12)
+    # corr(pre, visits) = 0.9 / sqrt(0.81 + 0.19) ~ 0.90: about 81% of the variance goes
+    assert cuped["variance_reduction"] == pytest.approx(0.81, abs=0.04)
+    assert cuped["ci_high"] - cuped["ci_low"] < 0.6 * (rows["visits"]["ci_high"]
+                                                      - rows["visits"]["ci_low"])
+    assert "not among the features" in rows["clicks"]["cuped"]["error"]

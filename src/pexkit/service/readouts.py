@@ -15,7 +15,7 @@ from pexkit.service.errors import ConflictError
 if TYPE_CHECKING:
     from pexkit.service.core import DecisionService
 
-__all__ = ["arm_metrics", "backtest", "difference", "tune_results"]
+__all__ = ["arm_metrics", "backtest", "backtest_table", "difference", "tune_results"]
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -80,6 +80,39 @@ def tune_results(svc: DecisionService, name: str) -> list[dict[str, Any]]:
     return out
 
 
+def backtest_table(
+    df: pd.DataFrame, metrics: list[str], goals: dict[str, str], pres: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One row per metric: policy vs holdout units of ``df`` (a ``holdout`` column marks them).
+
+    ``pres``: outcome -> its pre-exposure column, for a CUPED-adjusted lift.
+    """
+    pol, hold = df[~df["holdout"].astype(bool)], df[df["holdout"].astype(bool)]
+    res: list[dict[str, Any]] = []
+    for o in metrics:
+        if len(pol) < 2 or len(hold) < 2:
+            res.append({"outcome": o, "n_policy": len(pol), "n_holdout": len(hold)})
+            continue
+        a, b = pol[o].to_numpy(float), hold[o].to_numpy(float)
+        row = {
+            "outcome": o, "goal": goals.get(o, "maximize"), "n_policy": len(a),
+            "n_holdout": len(b), "policy_mean": float(a.mean()),
+            "holdout_mean": float(b.mean()), **difference(a, b),
+        }
+        pre = pres.get(o)
+        if pre is not None:  # CUPED on the metric's pre-exposure value
+            if pre in df.columns:
+                xa = pd.to_numeric(pol[pre], errors="coerce").fillna(0.0).to_numpy(float)
+                xb = pd.to_numeric(hold[pre], errors="coerce").fillna(0.0).to_numpy(float)
+                cuped = adjusted_difference(a, xa, b, xb)
+                row["cuped"] = {"pre": pre, **{k: v for k, v in cuped.items() if k != "theta"}}
+            else:
+                row["cuped"] = {"pre": pre, "error": f"column {pre!r} is not among the "
+                                "features logged at exposure"}
+        res.append(row)
+    return res
+
+
 def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str, Any]:
     """Launched policy vs its randomized holdout, per outcome, with 95% CIs.
 
@@ -103,31 +136,7 @@ def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str,
     pres = {o.name: o.pre for o in spec.outcomes if o.pre}
 
     def table(df: pd.DataFrame) -> list[dict[str, Any]]:
-        pol, hold = df[~df["holdout"].astype(bool)], df[df["holdout"].astype(bool)]
-        res: list[dict[str, Any]] = []
-        for o in metrics:
-            if len(pol) < 2 or len(hold) < 2:
-                res.append({"outcome": o, "n_policy": len(pol), "n_holdout": len(hold)})
-                continue
-            a, b = pol[o].to_numpy(float), hold[o].to_numpy(float)
-            row = {
-                "outcome": o, "goal": goals.get(o, "maximize"), "n_policy": len(a),
-                "n_holdout": len(b), "policy_mean": float(a.mean()),
-                "holdout_mean": float(b.mean()), **difference(a, b),
-            }
-            pre = pres.get(o)
-            if pre is not None:  # CUPED on the metric's pre-exposure value
-                if pre in df.columns:
-                    xa = pd.to_numeric(pol[pre], errors="coerce").fillna(0.0).to_numpy(float)
-                    xb = pd.to_numeric(hold[pre], errors="coerce").fillna(0.0).to_numpy(float)
-                    cuped = adjusted_difference(a, xa, b, xb)
-                    row["cuped"] = {"pre": pre, **{k: v for k, v in cuped.items()
-                                                   if k != "theta"}}
-                else:
-                    row["cuped"] = {"pre": pre, "error": f"column {pre!r} is not among the "
-                                    "features logged at exposure"}
-            res.append(row)
-        return res
+        return backtest_table(df, metrics, goals, pres)
 
     head = {"version": exp.state.launched_version, "holdout": exp.state.holdout,
             "explore": exp.state.explore}
