@@ -117,6 +117,7 @@ def analyze(
         "n_units": n,
         "arms": data.arm_counts,
         "sample_ratio_test": data.srm.to_dict() if data.srm else None,
+        "propensity_diagnostics": getattr(data, "propensity_diagnostics", None),
         "fit_seconds": fit_seconds,
         "learner": learner,
         "base": base,

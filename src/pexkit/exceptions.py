@@ -24,6 +24,7 @@ __all__ = [
     "InvalidParameterError",
     "ModelFormatError",
     "NotFittedError",
+    "OverlapWarning",
     "PexkitError",
     "PexkitWarning",
     "SampleRatioMismatchWarning",
@@ -65,3 +66,7 @@ class SlowSearchWarning(PexkitWarning):
 
 class SampleRatioMismatchWarning(PexkitWarning):
     """The arm shares in a log differ from the design's shares (p < 0.001)."""
+
+
+class OverlapWarning(PexkitWarning):
+    """Estimated propensities near 0: some units had almost no chance of their logged arm."""

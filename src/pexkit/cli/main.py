@@ -44,6 +44,14 @@ def _print_result(result: AnalysisResult) -> None:
         f"[bold]{spec.name}[/bold]: {result.data.n_units:,} units, arms "
         f"{result.data.arm_counts}"
     )
+    diag = getattr(result.data, "propensity_diagnostics", None)
+    if diag:
+        console.print(
+            f"propensities estimated ({diag['method']}): {diag['share_below_0.05']:.1%} of units "
+            f"have some arm under 5%; smallest logged-arm propensity {diag['min']:.3g}; "
+            "effective sample size per arm "
+            + ", ".join(f"{a}: {v:,.0f}" for a, v in diag["effective_sample_size"].items())
+        )
     if srm is not None:
         verdict = "[red]MISMATCH[/red]" if srm.mismatch else "ok"
         console.print(f"sample ratio test: chi2={srm.chi2:.2f}, p={srm.p_value:.3g} ({verdict})")

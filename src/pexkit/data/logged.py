@@ -12,6 +12,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from pexkit.data.propensity import ESTIMATE, estimate_propensity
 from pexkit.exceptions import InvalidDataError, SampleRatioMismatchWarning
 from pexkit.spec import ExperimentSpec
 from pexkit.spec.spec import label_key
@@ -207,6 +208,8 @@ class LoggedData:
         self.encoder = encoder
         self.srm = srm
         self.clusters = clusters
+        #: overlap diagnostics when the propensities were estimated (``propensity: estimate``)
+        self.propensity_diagnostics: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- views
     @property
@@ -363,7 +366,9 @@ class LoggedData:
                 "the file or query returned data."
             )
         needed = [spec.treatment, *spec.outcome_names, *spec.features]
-        needed += [c for c in (spec.unit, spec.propensity, spec.cluster) if c]
+        estimate = spec.propensity == ESTIMATE
+        needed += [c for c in (spec.unit, None if estimate else spec.propensity, spec.cluster)
+                   if c]
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise InvalidDataError(
@@ -448,7 +453,9 @@ class LoggedData:
             outcomes[:, m] = values
 
         # propensity
-        if spec.propensity:
+        if estimate:
+            prop = np.ones(len(df))  # estimated below, once the features are encoded
+        elif spec.propensity:
             series = pd.to_numeric(df[spec.propensity], errors="coerce")
             prop = series.to_numpy(dtype=np.float64, na_value=np.nan)
             bad = ~np.isfinite(prop)
@@ -506,6 +513,10 @@ class LoggedData:
 
         encoder = FeatureEncoder.fit(df, spec)
         X = encoder.transform(df)
+        diagnostics = None
+        if estimate:
+            prop, diagnostics = estimate_propensity(
+                encoder.matrix(X), treatment, spec.arms, encoder.categorical_indices)
 
         srm = None
         if not spec.propensity:
@@ -518,7 +529,9 @@ class LoggedData:
                 )
             if srm.mismatch and warn_srm:
                 warnings.warn(srm_message(spec, srm), SampleRatioMismatchWarning, stacklevel=2)
-        return cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm, clusters)
+        out = cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm, clusters)
+        out.propensity_diagnostics = diagnostics
+        return out
 
 
 def _clusters(raw: pd.Series, treatment: IntArray, spec: ExperimentSpec) -> IntArray:

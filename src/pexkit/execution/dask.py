@@ -214,6 +214,12 @@ def read_parquet(path: str, spec: ExperimentSpec, client: Any) -> DistributedLog
             f"'cluster' must be a dask.distributed Client; got {type(client).__name__}. "
             "Connect with Client('tcp://scheduler:8786') or Client(LocalCluster(...))."
         )
+    if spec.propensity == "estimate":
+        raise InvalidParameterError(
+            "the spec's 'propensity: estimate' fits a propensity model on the whole log, which "
+            "the Dask backend does not do yet. Log the assignment probabilities in a column, "
+            "or analyse this log in one process."
+        )
     if spec.cluster is not None:
         raise InvalidParameterError(
             f"the spec's 'cluster: {spec.cluster}' asks for cluster-robust standard errors, "

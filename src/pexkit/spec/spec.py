@@ -164,7 +164,9 @@ class ExperimentSpec:
     unit : str or None
         Column with unit ids; ``None`` means the row number.
     propensity : str or None
-        Column with P(logged arm | x); ``None`` means the design's shares.
+        Column with P(logged arm | x); ``None`` means the design's shares;
+        ``"estimate"`` fits a cross-fitted model of the arm given the features
+        (:mod:`pexkit.data.propensity`, with overlap diagnostics).
     shares : sequence of float, optional
         The design's share of units per arm (default uniform ``1/K``); used
         for the sample-ratio-mismatch test and when ``propensity`` is None.
