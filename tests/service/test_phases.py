@@ -152,6 +152,14 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
         half = (rows[o]["ci_high"] - rows[o]["ci_low"]) / 2 * 3.29 / 1.96  # 99.9% band
         assert abs(rows[o]["lift"] - oracle) <= half, o
     assert len(bt["over_time"]) == 8 and bt["over_time"][-1]["units"] == 8000
+    # the offline DR prediction made on the 6,000 training units, beside the measurement:
+    # its 99.9% band covers the oracle lift of the launch over the uniform holdout
+    pred = bt["predicted"]
+    assert pred["n_units"] == 6000
+    half = (pred["utility"]["ci_high"] - pred["utility"]["ci_low"]) / 2 * 3.29 / 1.96
+    assert abs(pred["utility"]["lift"] - oracle_util) <= half, (pred["utility"], oracle_util)
+    # the always-valid interval contains the fixed-sample one (it is wider)
+    assert rows["utility"]["always_valid_low"] <= rows["utility"]["ci_low"]
 
     # retraining uses every uniformly randomized unit: phase 1 plus the launch holdout
     retrained = api.run_job(NAME, "retrain", learner="t", n_folds=2)

@@ -469,7 +469,17 @@ def _backtest_section(bt: dict[str, Any]) -> str:
                             "always_valid_low", "always_valid_high"], "backtest")
             + "<p class='note'>ci: for one planned look; always_valid: a confidence sequence "
             "that stays at 95% however often this page is read.</p>"
+            + _predicted_note(bt.get("predicted"))
             + "</div><div>" + _fig(fig, "backtest-plot") + "</div></div></section>")
+
+
+def _predicted_note(pred: dict[str, Any] | None) -> str:
+    """The offline DR prediction of the utility lift, to read beside the measured one."""
+    if not pred or "utility" not in pred:
+        return ""
+    u = pred["utility"]
+    return (f"<p class='note'>Predicted offline (DR on the {pred['n_units']:,} training units): "
+            f"utility lift {_num(u['lift'])} [{_num(u['ci_low'])}, {_num(u['ci_high'])}].</p>")
 
 
 def _explain_section(ex: dict[str, Any]) -> str:

@@ -199,6 +199,10 @@ class BacktestOut(BaseModel):
     version: int | None
     holdout: float
     explore: float
+    predicted: dict[str, Any] | None = Field(
+        default=None,
+        description="The offline DR prediction of the lift vs the holdout, per outcome and in "
+                    "utility, on the launched version's training log.")
     outcomes: list[dict[str, Any]]
     over_time: list[dict[str, Any]]
 
