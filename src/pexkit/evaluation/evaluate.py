@@ -276,7 +276,9 @@ def evaluate_policy(
     baseline : str or int, optional
         The arm the lift is measured against (label or index; default the
         control): "lift vs sending everyone this arm", e.g. the best single
-        treatment, or any arm of a log without a control.
+        treatment, or any arm of a log without a control. ``"logged"``: against
+        the logging policy itself (its value is the mean observed outcome), e.g.
+        a bandit's log.
 
     Returns
     -------
@@ -312,13 +314,14 @@ def evaluate_policy(
                                   int(n_bootstrap), random_state))
     sc = _resolve_scores(data, model, scores)
     n, n_treat = sc.n_units, sc.spec.n_treatments
-    base = 0 if baseline is None else _arm_index(sc.spec, baseline)
+    logged = isinstance(baseline, str) and baseline == LOGGED and LOGGED not in sc.spec.arms
+    base = 0 if baseline is None or logged else _arm_index(sc.spec, baseline)
     if isinstance(policy, LinearPolicy):
         policy = policy.choose(_effects_for(data, model))
     actions, probs = _as_probs(policy, n, n_treat)
     clusters = getattr(data, "clusters", None)
     if (actions is not None and est.is_linear and n_bootstrap == 0 and clusters is None
-            and base == 0):
+            and base == 0 and not logged):
         # one compiled pass over the rows: sums of v, v^2, d, d^2
         sums = policy_sums(est.table(sc), actions)
         value, value_se, lift, lift_se = _moments(sums.reshape(1, -1), n, sc.spec.n_outcomes)
@@ -329,6 +332,8 @@ def evaluate_policy(
             probs = np.zeros((n, n_treat))
             probs[np.arange(n), actions] = 1.0
         value_terms, lift_terms = est.terms(sc, probs, base)
+        if logged:  # against what the logging policy got: the observed outcomes
+            lift_terms = value_terms - sc.outcomes
         share = probs.mean(axis=0)
         value = value_terms.mean(axis=0)
         lift = lift_terms.mean(axis=0)
@@ -340,9 +345,13 @@ def evaluate_policy(
                                        clusters)
         out = replace(out, value_ci=value_ci, lift_ci=lift_ci,
                       extra={"n_bootstrap": n_bootstrap})
-    if base != 0:
-        out = replace(out, extra={**out.extra, "baseline": sc.spec.arms[base]})
+    if base != 0 or logged:
+        out = replace(out, extra={**out.extra,
+                                  "baseline": "the logging policy" if logged else sc.spec.arms[base]})
     return _honest(out)
+
+
+LOGGED = "logged"  # baseline= value: the logging policy
 
 
 def _arm_index(spec: Any, arm: Any) -> int:
