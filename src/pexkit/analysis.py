@@ -18,7 +18,7 @@ import pandas as pd
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import PolicyValue, build_scores, evaluate_policy
-from pexkit.evaluation.personalization import personalization_value
+from pexkit.evaluation.personalization import lifts_vs_arm, personalization_value
 from pexkit.execution import is_distributed
 from pexkit.optimize import Guardrail, ParetoFront, optimize_policies
 from pexkit.optimize.search import get_method
@@ -157,6 +157,13 @@ def analyze(
         if candidates is not None:
             named.update({label: candidates.policy(label) for label in candidates.labels})
         summary["personalization"] = personalization_value(data, model, named, utility)
+        if front is not None:  # every front policy against the best single treatment
+            best = spec.treatment_index(summary["personalization"]["best_single"])
+            for part in (front, candidates):
+                if part is not None:
+                    lift, se = lifts_vs_arm(part.policies, data, model, best)
+                    part.meta["vs_best_single"] = {"arm": spec.arms[best], "lift": lift,
+                                                   "lift_se": se}
     if out is not None:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)

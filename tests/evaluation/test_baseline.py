@@ -97,3 +97,29 @@ def test_lift_against_the_logging_policy(sim, fitted):
     uniform = np.full((n, 3), 1 / 3)
     same = px.evaluate_policy(uniform, data, fitted, baseline="logged")
     assert np.all(same.lift_ci[:, 0] <= 0) and np.all(same.lift_ci[:, 1] >= 0)
+
+
+def test_policies_json_gives_every_policy_against_the_best_single_arm(tmp_path):
+    import json
+
+    sim = px.simulate("notifications", n_units=4000, seed=8)
+    result = analyze(sim.data, n_folds=2, budget=60, progress=False, out=tmp_path)
+    doc = json.loads((tmp_path / "policies.json").read_text())
+    best = result.summary["personalization"]["best_single"]
+    entries = {p["id"]: p for p in doc["policies"]}
+    assert all(p["vs_best_single"]["arm"] == best for p in doc["policies"])
+    # all-best against itself: zero
+    assert all(v == 0 for v in entries[f"all {best}"]["vs_best_single"]["lift"].values())
+    # one front policy, checked against the single-policy path (per-unit terms, not the kernel)
+    label = next(p["id"] for p in doc["policies"] if p["on_front"] and not p["id"].startswith("all"))
+    policy = result.front.policy(label)
+    single = px.evaluate_policy(policy, sim.data, result.model, baseline=best)
+    got = entries[label]["vs_best_single"]
+    for m, o in enumerate(sim.spec.outcome_names):
+        assert got["lift"][o] == pytest.approx(single.lift[m], rel=1e-9, abs=1e-12)
+        assert got["lift_ci"][o] == pytest.approx(list(single.lift_ci[m]), rel=1e-6, abs=1e-12)
+    # the candidates' own front carries the same numbers
+    cand = result.candidates
+    if cand is not None and len(cand.labels):
+        c = cand.to_dict()["policies"][0]
+        assert c["vs_best_single"]["lift"] == entries[c["id"]]["vs_best_single"]["lift"]

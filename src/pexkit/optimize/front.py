@@ -145,6 +145,11 @@ class ParetoFront:
 
     def subset(self, idx: list[int]) -> ParetoFront:
         """The policies at positions ``idx``."""
+        meta = dict(self.meta)
+        vs = meta.get("vs_best_single")
+        if vs:  # per-policy arrays follow the policies
+            meta["vs_best_single"] = {**vs, "lift": np.asarray(vs["lift"])[idx],
+                                      "lift_se": np.asarray(vs["lift_se"])[idx]}
         return replace(
             self,
             policies=[self.policies[i] for i in idx],
@@ -154,7 +159,7 @@ class ParetoFront:
             candidate=self.candidate[idx],
             on_front=self.on_front[idx],
             labels=[self.labels[i] for i in idx],
-            meta=dict(self.meta),
+            meta=meta,
         )
 
     def mark_candidates(self, chosen: ParetoFront) -> None:
@@ -206,10 +211,25 @@ class ParetoFront:
                     "share": {a: float(self.shares[p, k]) for k, a in enumerate(spec.arms)},
                     "on_front": bool(self.on_front[p]),
                     "candidate": bool(self.candidate[p]),
+                    **self._vs_best(p),
                 }
                 for p, policy in enumerate(self.policies)
             ],
         }
+
+    def _vs_best(self, p: int) -> dict[str, Any]:
+        """Policy ``p``'s lift over the best single treatment, when ``analyze`` measured it."""
+        vs = self.meta.get("vs_best_single")
+        if not vs:
+            return {}
+        lift, se = np.asarray(vs["lift"])[p], np.asarray(vs["lift_se"])[p]
+        names = self.spec.outcome_names
+        return {"vs_best_single": {
+            "arm": vs["arm"],
+            "lift": {o: float(lift[m]) for m, o in enumerate(names)},
+            "lift_ci": {o: [float(lift[m] - Z95 * se[m]), float(lift[m] + Z95 * se[m])]
+                        for m, o in enumerate(names)},
+        }}
 
     def save(self, path: str | Path) -> Path:
         """Write policies.json."""
