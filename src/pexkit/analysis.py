@@ -156,12 +156,12 @@ def analyze(
         named = {"utility": utility}
         if candidates is not None:
             named.update({label: candidates.policy(label) for label in candidates.labels})
-        summary["personalization"] = personalization_value(data, model, named, utility)
+        summary["personalization"] = personalization_value(data, model, named, utility, scores)
         if front is not None:  # every front policy against the best single treatment
             best = spec.treatment_index(summary["personalization"]["best_single"])
             for part in (front, candidates):
                 if part is not None:
-                    lift, se = lifts_vs_arm(part.policies, data, model, best)
+                    lift, se = lifts_vs_arm(part.policies, data, model, best, scores)
                     part.meta["vs_best_single"] = {"arm": spec.arms[best], "lift": lift,
                                                    "lift_se": se}
     if out is not None:

@@ -140,8 +140,30 @@ def _control(scores: PolicyScores, baseline: int = 0) -> FloatArray:
     return probs
 
 
+class _PerPolicyDR:
+    """DR variants whose terms depend on the policy beyond a linear table (SNDR, Switch-DR)."""
+
+    name: str
+    is_linear: bool = False
+
+    def table(self, scores: PolicyScores) -> FloatArray:
+        raise InvalidParameterError(
+            f"{self.name} depends on the policy's own weights and has no linear table; "
+            "evaluate it one policy at a time."
+        )
+
+    def _terms(self, scores: PolicyScores, probs: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def terms(
+        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
+    ) -> tuple[FloatArray, FloatArray]:
+        value = self._terms(scores, probs)
+        return value, value - self._terms(scores, _control(scores, baseline))
+
+
 @dataclass(frozen=True)
-class _SelfNormalizedDR:
+class _SelfNormalizedDR(_PerPolicyDR):
     """``mean_i [sum_k p_ik mu_ik + w_i r_i / mean(w)]`` (OBP's SelfNormalizedDoublyRobust).
 
     Terms are value + influence function of the ratio:
@@ -150,14 +172,6 @@ class _SelfNormalizedDR:
 
     name: str = "sndr"
     uses_outcome_model: bool = True
-
-    is_linear: bool = field(default=False, init=False)
-
-    def table(self, scores: PolicyScores) -> FloatArray:
-        raise InvalidParameterError(
-            "SNDR normalizes by the policy's own mean weight and has no linear table; "
-            "evaluate it one policy at a time."
-        )
 
     def _terms(self, scores: PolicyScores, probs: FloatArray) -> FloatArray:
         dm, w, r = _dr_parts(scores, probs)
@@ -168,15 +182,9 @@ class _SelfNormalizedDR:
         out: FloatArray = dm + c[None, :] + w[:, None] * (r - c[None, :]) / mean_w
         return out
 
-    def terms(
-        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
-    ) -> tuple[FloatArray, FloatArray]:
-        value = self._terms(scores, probs)
-        return value, value - self._terms(scores, _control(scores, baseline))
-
 
 @dataclass(frozen=True)
-class SwitchDR:
+class SwitchDR(_PerPolicyDR):
     """Switch-DR: DR where the importance weight is at most ``lambda_``, else the DM term.
 
     ``sum_k p_ik mu_ik + 1{w_i <= lambda_} w_i r_i`` (OBP's SwitchDoublyRobust;
@@ -188,8 +196,6 @@ class SwitchDR:
     name: str = "switch-dr"
     uses_outcome_model: bool = True
 
-    is_linear: bool = field(default=False, init=False)
-
     def __post_init__(self) -> None:
         if not (isinstance(self.lambda_, int | float) and self.lambda_ >= 0):
             raise InvalidParameterError(
@@ -197,23 +203,11 @@ class SwitchDR:
                 f"kept); got {self.lambda_!r}."
             )
 
-    def table(self, scores: PolicyScores) -> FloatArray:
-        raise InvalidParameterError(
-            "Switch-DR's switch depends on the policy's weights; evaluate it one policy at "
-            "a time."
-        )
-
     def _terms(self, scores: PolicyScores, probs: FloatArray) -> FloatArray:
         dm, w, r = _dr_parts(scores, probs)
         keep = (w <= self.lambda_).astype(np.float64)
         out: FloatArray = dm + (keep * w)[:, None] * r
         return out
-
-    def terms(
-        self, scores: PolicyScores, probs: FloatArray, baseline: int = 0
-    ) -> tuple[FloatArray, FloatArray]:
-        value = self._terms(scores, probs)
-        return value, value - self._terms(scores, _control(scores, baseline))
 
 
 def snips_weights(

@@ -42,6 +42,31 @@ def _policy_sums(table: FloatArray, actions: IntArray, n_blocks: int) -> FloatAr
     return result
 
 
+@njit(cache=True, inline="always")  # type: ignore[misc]
+def _choose_arms(
+    tau: FloatArray, i: int, weights_t: FloatArray, constants_t: FloatArray,
+    best: FloatArray, util: FloatArray, arg: IntArray,
+) -> None:
+    # Every policy's arm for row i into arg: argmax_k sum_m tau[i,k,m] w_mp + c_kp (ties to
+    # the lowest arm); policies innermost and contiguous, so the loops vectorize.
+    K, M = tau.shape[1], tau.shape[2]
+    P = weights_t.shape[1]
+    for p in range(P):
+        best[p] = constants_t[0, p]
+        arg[p] = 0
+    for k in range(1, K):
+        for p in range(P):
+            util[p] = constants_t[k, p]
+        for m in range(M):
+            t = tau[i, k, m]
+            for p in range(P):
+                util[p] += t * weights_t[m, p]
+        for p in range(P):
+            if util[p] > best[p]:
+                best[p] = util[p]
+                arg[p] = k
+
+
 @njit(parallel=True, cache=True, fastmath=False)  # type: ignore[misc]
 def _batch_sums(
     tau: FloatArray,
@@ -68,20 +93,7 @@ def _batch_sums(
         arg = np.empty(P, dtype=np.int64)
         ind = np.empty(P)
         for i in range(start, stop):
-            for p in range(P):
-                best[p] = constants_t[0, p]
-                arg[p] = 0
-            for k in range(1, K):
-                for p in range(P):
-                    util[p] = constants_t[k, p]
-                for m in range(M):
-                    t = tau[i, k, m]
-                    for p in range(P):
-                        util[p] += t * weights_t[m, p]
-                for p in range(P):
-                    if util[p] > best[p]:
-                        best[p] = util[p]
-                        arg[p] = k
+            _choose_arms(tau, i, weights_t, constants_t, best, util, arg)
             for k in range(1, K):
                 for p in range(P):
                     ind[p] = 1.0 if arg[p] == k else 0.0
@@ -173,20 +185,7 @@ def _batch_cluster_sums(
             D[:, :] = 0.0
             C[:] = 0.0
             for i in range(starts[g], starts[g + 1]):
-                for p in range(P):
-                    best[p] = constants_t[0, p]
-                    arg[p] = 0
-                for k in range(1, K):
-                    for p in range(P):
-                        util[p] = constants_t[k, p]
-                    for m in range(M):
-                        t = tau[i, k, m]
-                        for p in range(P):
-                            util[p] += t * weights_t[m, p]
-                    for p in range(P):
-                        if util[p] > best[p]:
-                            best[p] = util[p]
-                            arg[p] = k
+                _choose_arms(tau, i, weights_t, constants_t, best, util, arg)
                 for m in range(M):
                     C[m] += control[i, m]
                     for p in range(P):

@@ -18,12 +18,13 @@ from pexkit._stats import Z95, mean_se
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation.evaluate import evaluate_policy
-from pexkit.evaluation.scores import build_scores
+from pexkit.evaluation.scores import PolicyScores, build_scores
 from pexkit.policy import LinearPolicy
 
 __all__ = ["lifts_vs_arm", "personalization_value"]
 def personalization_value(
     data: LoggedData, model: EffectModel, named: dict[str, LinearPolicy], utility: LinearPolicy,
+    scores: PolicyScores | None = None,
 ) -> dict[str, Any]:
     """Each policy against the best single treatment: what personalizing adds.
 
@@ -33,7 +34,7 @@ def personalization_value(
     terms (cluster-robust when the spec names a cluster), and one sentence.
     """
     spec = data.spec
-    scores = build_scores(data, model)
+    scores = build_scores(data, model) if scores is None else scores
     G = scores.dr
     sw = utility.signed_weights()
     per_arm = G.mean(axis=0) @ sw  # (K,) the utility of sending everyone arm k
@@ -79,7 +80,8 @@ def personalization_value(
 
 
 def lifts_vs_arm(
-    policies: list[LinearPolicy], data: LoggedData, model: EffectModel, arm: int
+    policies: list[LinearPolicy], data: LoggedData, model: EffectModel, arm: int,
+    scores: PolicyScores | None = None,
 ) -> tuple[Any, Any]:
     """DR lifts of many policies against sending everyone ``arm``, and their SEs; each (P, M).
 
@@ -90,7 +92,7 @@ def lifts_vs_arm(
 
     from pexkit.evaluation.evaluate import evaluate_policies
 
-    scores = build_scores(data, model)
+    scores = build_scores(data, model) if scores is None else scores
     shifted = replace(scores, dr=scores.dr - scores.dr[:, arm:arm + 1, :])
     values = evaluate_policies(policies, data, scores=shifted, tau=model.effects_for(data))
     return values.value, values.value_se
