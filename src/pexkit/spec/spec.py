@@ -17,6 +17,31 @@ __all__ = ["ExperimentSpec", "Outcome"]
 
 Goal = Literal["maximize", "minimize"]
 _GOALS = ("maximize", "minimize")
+_TYPES = ("binary", "continuous")
+_MISSING = ("error", "drop", "zero")
+_AGGREGATES = ("sum", "count", "max", "last", "any")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_OUTCOME_KEYS = ("name", "goal", "weight", "pre", "type", "missing", "aggregate", "window")
+
+
+def window_seconds(text: Any, outcome: str = "?") -> float:
+    """Seconds in a window written as a number and a unit (s, m, h, d, w).
+
+    >>> window_seconds("7d"), window_seconds("90s"), window_seconds("1.5h")
+    (604800.0, 90.0, 5400.0)
+    """
+    raw = str(text).strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    try:
+        value = float(raw[:-1]) if unit is not None else float("nan")
+    except ValueError:
+        value = float("nan")
+    if unit is None or not (math.isfinite(value) and value > 0):
+        raise SpecError(
+            f"outcome {outcome!r}: 'window' must be a positive number with a unit s, m, h, d "
+            f"or w (e.g. '7d', '12h'); got {text!r}. Remove the key to count every event."
+        )
+    return value * unit
 
 
 @dataclass(frozen=True)
@@ -36,12 +61,29 @@ class Outcome:
         A column holding this metric's pre-exposure value (a feature logged at
         first exposure): the launch backtest adjusts for it (CUPED) and reports
         the variance it removed.
+    type : {"binary", "continuous"} or None
+        ``binary`` (0/1) outcomes are fitted with a classification objective
+        (predictions are probabilities); None detects it from the log (every
+        value 0 or 1).
+    missing : {"error", "drop", "zero"}
+        What a missing (NaN) value means: ``error`` refuses the log (the
+        default), ``zero`` counts it as 0 (no event), ``drop`` fits and
+        evaluates this outcome on the rows where it was observed.
+    aggregate : {"sum", "count", "max", "last", "any"}
+        How the service turns a unit's events of this outcome into one value.
+    window : str or None
+        Only events within this long after the unit's first exposure count
+        (``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``); None counts all of them.
     """
 
     name: str
     goal: Goal = "maximize"
     weight: float | None = None
     pre: str | None = None
+    type: str | None = None
+    missing: str = "error"
+    aggregate: str = "sum"
+    window: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -60,6 +102,20 @@ class Outcome:
                 f"{self.weight!r}. Use goal: minimize for outcomes to reduce "
                 "instead of a negative weight."
             )
+        for key, allowed in (("type", (None, *_TYPES)), ("missing", _MISSING),
+                             ("aggregate", _AGGREGATES)):
+            if getattr(self, key) not in allowed:
+                raise SpecError(
+                    f"outcome {self.name!r}: {key!r} must be one of "
+                    f"{[a for a in allowed if a is not None]}; got {getattr(self, key)!r}."
+                )
+        if self.window is not None:
+            window_seconds(self.window, self.name)
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The window after first exposure in seconds (None: no window)."""
+        return None if self.window is None else window_seconds(self.window, self.name)
 
     @property
     def sign(self) -> float:
@@ -115,11 +171,11 @@ def _outcome(item: Any) -> Outcome:
     if isinstance(item, str):
         return Outcome(item)
     if isinstance(item, Mapping):
-        unknown = set(item) - {"name", "goal", "weight", "pre"}
+        unknown = set(item) - set(_OUTCOME_KEYS)
         if unknown:
             raise SpecError(
                 f"outcome {item.get('name')!r} has unknown keys {sorted(unknown)}; "
-                "expected only name, goal, weight and pre."
+                f"expected only {', '.join(_OUTCOME_KEYS)}."
             )
         pre = item.get("pre")
         if pre is not None and (not isinstance(pre, str) or not pre):
@@ -138,6 +194,10 @@ def _outcome(item: Any) -> Outcome:
             item.get("goal", "maximize"),
             None if weight is None else float(weight),
             pre,
+            item.get("type"),
+            item.get("missing", "error"),
+            item.get("aggregate", "sum"),
+            None if item.get("window") is None else str(item["window"]),
         )
     raise SpecError(
         f"an outcome must be a name or a mapping {{name, goal, weight}}; got {item!r}."
@@ -434,6 +494,14 @@ class ExperimentSpec:
                 d["weight"] = o.weight
             if o.pre is not None:
                 d["pre"] = o.pre
+            if o.type is not None:
+                d["type"] = o.type
+            if o.missing != "error":
+                d["missing"] = o.missing
+            if o.aggregate != "sum":
+                d["aggregate"] = o.aggregate
+            if o.window is not None:
+                d["window"] = o.window
             outs.append(d)
         treatment: dict[str, Any] = {"column": self.treatment, "arms": list(self.arms)}
         if any(abs(s - 1.0 / len(self.arms)) > 1e-12 for s in self.shares):
