@@ -116,6 +116,8 @@ def analyze(
         "experiment": spec.name,
         "n_units": n,
         "arms": data.arm_counts,
+        "outcome_rows": (data.outcome_rows if isinstance(data, LoggedData)
+                         else dict.fromkeys(spec.outcome_names, n)),
         "sample_ratio_test": data.srm.to_dict() if data.srm else None,
         "propensity_diagnostics": getattr(data, "propensity_diagnostics", None),
         "fit_seconds": fit_seconds,

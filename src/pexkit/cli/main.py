@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pexkit.analysis import AnalysisResult, analyze
 from pexkit.data import LoggedData
+from pexkit.evaluation import ab_readout
 from pexkit.exceptions import InvalidParameterError, PexkitError, PexkitWarning
 from pexkit.optimize import Guardrail
 from pexkit.policy import LinearPolicy
@@ -44,6 +45,12 @@ def _print_result(result: AnalysisResult) -> None:
         f"[bold]{spec.name}[/bold]: {result.data.n_units:,} units, arms "
         f"{result.data.arm_counts}"
     )
+    rows = result.summary.get("outcome_rows") or {}
+    partial = {o: c for o, c in rows.items() if c < result.data.n_units}
+    if partial:
+        console.print("outcomes observed on fewer rows (missing: drop; each is fitted and "
+                      "evaluated on its own rows): "
+                      + ", ".join(f"{o}: {c:,}" for o, c in partial.items()))
     diag = getattr(result.data, "propensity_diagnostics", None)
     if diag:
         console.print(
@@ -120,6 +127,9 @@ def analyze_cmd(
     front and the candidates for an online test) and OUT/report.html.
     """
     experiment = ExperimentSpec.from_yaml(spec)
+    if not experiment.features:  # nothing to personalize on: the A/B readout
+        _ab_readout(LoggedData.from_path(log, experiment), out, json_path)
+        return
     client = local = None
     if cluster is not None:
         from pexkit.execution.dask import connect
@@ -152,6 +162,49 @@ def analyze_cmd(
     console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
     if result.front is not None:
         console.print(f"wrote {out / 'policies.json'} and {out / 'report.html'}")
+
+
+def _ab_readout(data: LoggedData, out: Path, json_path: Path | None) -> None:
+    """A spec without features: each arm against control, and no personalization."""
+    table = ab_readout(data)
+    spec = data.spec
+    summary: dict[str, Any] = {
+        "experiment": spec.name,
+        "n_units": data.n_units,
+        "arms": data.arm_counts,
+        "sample_ratio_test": data.srm.to_dict() if data.srm else None,
+        "readout": "ab",
+        "note": "the spec lists no features: an A/B readout (difference in means per arm "
+                "against control, with 95% CIs); no effect model and no personalization",
+        "ab": table.to_dict(orient="records"),
+    }
+    console.print(f"[bold]{spec.name}[/bold]: {data.n_units:,} units, arms {data.arm_counts}")
+    if data.srm is not None:
+        verdict = "[red]MISMATCH[/red]" if data.srm.mismatch else "ok"
+        console.print(f"sample ratio test: chi2={data.srm.chi2:.2f}, p={data.srm.p_value:.3g} "
+                      f"({verdict})")
+    rich_table = Table(title="A/B readout: each arm vs control (difference in means, 95% CI)")
+    for col in ("treatment", "outcome", "control mean", "treatment mean", "difference",
+                "95% CI", "relative", "rows"):
+        rich_table.add_column(col)
+    for row in summary["ab"]:
+        rel = row["relative"]
+        rich_table.add_row(
+            str(row["treatment"]), str(row["outcome"]), f"{row['control_mean']:.4g}",
+            f"{row['treatment_mean']:.4g}", _fmt(row["estimate"]),
+            f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
+            "n/a (control mean 0)" if rel != rel else f"{rel:+.1%}",
+            f"{row['n_control']:,} / {row['n_treatment']:,}",
+        )
+    console.print(rich_table)
+    console.print("the spec lists no features: no effect model, policies or report (add "
+                  "features to personalize)")
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(summary, indent=2, default=float)
+    (out / "summary.json").write_text(text)
+    if json_path is not None:
+        json_path.write_text(text)
+    console.print(f"wrote {out / 'summary.json'}")
 
 
 def _guardrails(items: list[str]) -> tuple[Guardrail, ...]:

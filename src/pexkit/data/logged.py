@@ -213,6 +213,12 @@ class LoggedData:
 
     # ---------------------------------------------------------------- views
     @property
+    def outcome_rows(self) -> dict[str, int]:
+        """Rows with each outcome observed (fewer than ``n_units`` for ``missing: drop``)."""
+        counts = np.isfinite(self.outcomes).sum(axis=0)
+        return {o: int(c) for o, c in zip(self.spec.outcome_names, counts, strict=True)}
+
+    @property
     def n_units(self) -> int:
         """Number of rows."""
         return int(self.treatment.shape[0])
@@ -439,17 +445,29 @@ class LoggedData:
                     )
                 series = coerced
             values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = ~np.isfinite(values)
-            if bad.any():
-                row = _first(bad)
-                _fail(
-                    name,
-                    "finite outcome values",
-                    f"{int(bad.sum())} NaN or infinite values (e.g. {values[row]!r})",
-                    row,
-                    "Fill missing outcomes (e.g. 0 when no event happened) or drop "
-                    "those rows.",
-                )
+            outcome = spec.outcomes[m]
+            infinite = np.isinf(values)
+            if infinite.any():
+                row = _first(infinite)
+                _fail(name, "finite outcome values",
+                      f"{int(infinite.sum())} infinite values (e.g. {values[row]!r})", row,
+                      "Replace them with the measured value, or with NaN and a 'missing:' "
+                      "choice for this outcome in the spec.")
+            nan = np.isnan(values)
+            if nan.any():
+                if outcome.missing == "zero":
+                    values = np.where(nan, 0.0, values)
+                elif outcome.missing == "error":
+                    _fail(name, "an observed value on every row",
+                          f"{int(nan.sum())} missing values", _first(nan),
+                          _missing_advice(name, values[~nan]))
+                else:  # drop: this outcome is fitted and evaluated on its observed rows
+                    per_arm = np.bincount(treatment[~nan], minlength=spec.n_treatments)
+                    for k, c in enumerate(per_arm):
+                        if c < min_rows_per_arm:
+                            _fail(name, f"at least {min_rows_per_arm} observed values per arm",
+                                  f"{int(c)} observed values for arm {spec.arms[k]!r}", None,
+                                  "Collect more data, or leave this outcome out of the spec.")
             outcomes[:, m] = values
 
         # propensity
@@ -532,6 +550,20 @@ class LoggedData:
         out = cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm, clusters)
         out.propensity_diagnostics = diagnostics
         return out
+
+
+def _missing_advice(name: str, observed: FloatArray) -> str:
+    """What to do about missing values of an outcome, by what its observed values look like."""
+    counts = observed.size > 0 and bool(
+        np.all(observed >= 0) and np.all(observed == np.round(observed)))
+    keys = f"outcomes: [{{name: {name}, missing: ...}}]"
+    if counts:
+        return (f"Its values look like events (0/1 or counts): if a missing value means no "
+                f"event happened, set 'missing: zero' for it ({keys}); if it was not "
+                "measured, set 'missing: drop' to fit and evaluate it on its observed rows.")
+    return (f"Its values look like a measurement (a score, an amount), which 0 would distort: "
+            f"set 'missing: drop' for it ({keys}) to fit and evaluate it on the rows where it "
+            "was observed, or drop the rows.")
 
 
 def _clusters(raw: pd.Series, treatment: IntArray, spec: ExperimentSpec) -> IntArray:

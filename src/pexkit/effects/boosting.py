@@ -119,6 +119,18 @@ def _workers(n_jobs: int) -> int:
     return n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
 
 
+def _observed(
+    rows: NDArray[np.int64], y: FloatArray
+) -> tuple[NDArray[np.int64], FloatArray]:
+    """The rows whose target is observed: a ``missing: drop`` outcome is NaN where it was not
+    measured, and every model of it (and every target built from it) trains on the rest."""
+    y = np.asarray(y, dtype=np.float64)
+    keep = ~np.isnan(y)
+    if keep.all():
+        return rows, y
+    return np.asarray(rows)[keep], y[keep]
+
+
 def fit_many(
     learner: BaseLearner,
     tasks: Sequence[tuple[NDArray[np.int64], FloatArray, int]],
@@ -131,7 +143,7 @@ def fit_many(
     a thread pool shares the one binned dataset without copies.
     """
     with ThreadPoolExecutor(max_workers=learner.workers) as pool:
-        futures = [pool.submit(learner.fit, rows, y, seed) for rows, y, seed in tasks]
+        futures = [pool.submit(learner.fit, *_observed(rows, y), seed) for rows, y, seed in tasks]
         out = []
         for future in futures:
             out.append(future.result())

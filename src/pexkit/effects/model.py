@@ -238,7 +238,22 @@ class EffectModel:
         self : EffectModel
         """
         learners = self._check_params()
+        spec = getattr(data, "spec", None)
+        if spec is not None and not spec.features:
+            raise InvalidDataError(
+                f"the spec {spec.name!r} lists no features, so there is nothing to personalize "
+                "on and no effect model to fit. For the A/B readout (each arm against control "
+                "per outcome, with CIs) call px.ab_readout(data); `pexkit analyze` does so by "
+                "itself. To personalize, add 'features: {numeric: [...], categorical: [...]}'."
+            )
         if is_distributed(data):
+            dropped = [o.name for o in data.spec.outcomes if o.missing == "drop"]
+            if dropped:
+                raise InvalidParameterError(
+                    f"outcomes {dropped} have 'missing: drop', which a fit on a Dask cluster "
+                    "does not support yet; fit in one process, or use 'missing: zero' where "
+                    "a missing value means no event."
+                )
             return self._fit_on_cluster(data, learners)
         if not isinstance(data, LoggedData):
             raise InvalidDataError(

@@ -17,6 +17,7 @@ __all__ = [
     "fit_outcome_models",
     "fit_pair_models",
     "make_folds",
+    "observed_weights",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -67,8 +68,43 @@ def doubly_robust_scores(
     scores = mu.copy()
     rows = np.arange(n)
     logged = mu[rows, treatment, :]
-    scores[rows, treatment, :] = logged + (outcomes - logged) / propensity[:, None]
+    filled, weight = observed_weights(treatment, outcomes, mu.shape[1])
+    if weight is None:
+        scores[rows, treatment, :] = logged + (outcomes - logged) / propensity[:, None]
+    else:
+        residual = np.where(weight > 0, filled - logged, 0.0) * weight
+        scores[rows, treatment, :] = logged + residual / propensity[:, None]
     return scores
+
+
+def observed_weights(
+    treatment: IntArray, outcomes: FloatArray, n_treatments: int
+) -> tuple[FloatArray, FloatArray | None]:
+    r"""Outcomes with missing values as 0, and the attrition weights ``R_im / r_{T_i m}``.
+
+    ``missing: drop`` outcomes are NaN where they were not observed. The doubly
+    robust score then corrects the outcome model only on observed rows, each
+    weighted by one over its arm's observed share ``r_km``:
+
+    .. math:: G_{ikm} = \mu_{km}(x_i) + \frac{1\{T_i = k\} R_{im}}{e_k(x_i)\, r_{km}}
+              (Y_{im} - \mu_{km}(x_i))
+
+    which is unbiased when values are missing at random within an arm (the
+    share is then the observation probability) and, like every DR score, when
+    they are missing at random given the features and the outcome model (fitted
+    on the observed rows) is right. The weights are None when nothing is missing.
+    """
+    observed = ~np.isnan(outcomes)
+    if observed.all():
+        return outcomes, None
+    n_out = outcomes.shape[1]
+    share = np.ones((n_treatments, n_out))
+    for k in range(n_treatments):
+        in_arm = treatment == k
+        if in_arm.any():
+            share[k] = np.maximum(observed[in_arm].mean(axis=0), 1e-12)
+    weight = observed / share[treatment]
+    return np.where(observed, outcomes, 0.0), np.asarray(weight, dtype=np.float64)
 
 
 @dataclass

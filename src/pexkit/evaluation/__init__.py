@@ -1,5 +1,6 @@
 """Off-policy evaluation with influence-function confidence intervals."""
 
+from pexkit.evaluation.abtest import ab_readout
 from pexkit.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, get_estimator
 from pexkit.evaluation.evaluate import (
     PolicyValue,
@@ -16,6 +17,7 @@ __all__ = [
     "PolicyScores",
     "PolicyValue",
     "PolicyValues",
+    "ab_readout",
     "build_scores",
     "evaluate_policies",
     "evaluate_policy",

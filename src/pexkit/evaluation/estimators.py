@@ -112,6 +112,12 @@ class _SelfNormalizedIPS:
     ) -> tuple[FloatArray, FloatArray]:
         n = scores.n_units
         rows = np.arange(n)
+        if scores.has_missing:
+            raise InvalidParameterError(
+                "SNIPS normalizes one set of weights over every outcome, so it cannot leave "
+                "out the rows where an outcome is missing ('missing: drop'); use "
+                "estimator='dr' (or 'ips'), which weight each outcome's observed rows."
+            )
         y = scores.outcomes
 
         def ratio_terms(weights: FloatArray) -> FloatArray:
@@ -130,8 +136,7 @@ def _dr_parts(scores: PolicyScores, probs: FloatArray) -> tuple[FloatArray, Floa
     rows = np.arange(n)
     dm = _expect(scores.mu, probs)
     weights = probs[rows, scores.treatment] / scores.propensity
-    residual = scores.outcomes - scores.mu[rows, scores.treatment, :]
-    return dm, weights, residual
+    return dm, weights, scores.residuals()
 
 
 def _control(scores: PolicyScores, baseline: int = 0) -> FloatArray:

@@ -333,7 +333,7 @@ def evaluate_policy(
             probs[np.arange(n), actions] = 1.0
         value_terms, lift_terms = est.terms(sc, probs, base)
         if logged:  # against what the logging policy got: the observed outcomes
-            lift_terms = value_terms - sc.outcomes
+            lift_terms = value_terms - sc.logged_values()
         share = probs.mean(axis=0)
         value = value_terms.mean(axis=0)
         lift = lift_terms.mean(axis=0)

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel, doubly_robust_scores
+from pexkit.effects.nuisance import observed_weights
 from pexkit.exceptions import InvalidDataError
 from pexkit.execution import refuse_distributed
 from pexkit.spec import ExperimentSpec
@@ -47,11 +48,42 @@ class PolicyScores:
         """Number of rows."""
         return int(self.treatment.shape[0])
 
+    @property
+    def has_missing(self) -> bool:
+        """Whether some outcome is missing on some rows (``missing: drop``)."""
+        return bool(np.isnan(self.outcomes).any())
+
+    def weighted_outcomes(self) -> FloatArray:
+        """``R_im Y_im / r_{T_i m}``: the outcomes with attrition weights (missing rows 0).
+
+        Equal to the outcomes when nothing is missing
+        (:func:`pexkit.effects.nuisance.observed_weights`).
+        """
+        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments)
+        return filled if weight is None else filled * weight
+
+    def residuals(self) -> FloatArray:
+        """``R_im (Y_im - mu_{T_i m}(x_i)) / r_{T_i m}``, shape (n_units, n_outcomes)."""
+        logged = self.mu[np.arange(self.n_units), self.treatment, :]
+        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments)
+        if weight is None:
+            return filled - logged
+        return np.where(weight > 0, filled - logged, 0.0) * weight
+
+    def logged_values(self) -> FloatArray:
+        """Per row, an unbiased term for what the logging policy got: the observed outcome,
+        or with missing values the outcome model plus the weighted residual."""
+        if not self.has_missing:
+            return self.outcomes
+        logged: FloatArray = self.mu[np.arange(self.n_units), self.treatment, :]
+        return logged + self.residuals()
+
     def ips(self) -> FloatArray:
         """``1{T_i = k} Y_i / e_i``, shape (n_units, n_treatments, n_outcomes)."""
         n = self.n_units
         out = np.zeros_like(self.mu)
-        out[np.arange(n), self.treatment, :] = self.outcomes / self.propensity[:, None]
+        out[np.arange(n), self.treatment, :] = (
+            self.weighted_outcomes() / self.propensity[:, None])
         return out
 
     @classmethod

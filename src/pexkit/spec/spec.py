@@ -351,11 +351,6 @@ class ExperimentSpec:
             )
         num = _names(numeric, "'features.numeric'")
         cat = _names(categorical, "'features.categorical'")
-        if not num and not cat:
-            raise SpecError(
-                "the spec lists no features; add 'features: {numeric: [...], "
-                "categorical: [...]}' with the columns the effect models may use."
-            )
         reserved = {treatment, *(o.name for o in outs)}
         if cluster is not None and (not isinstance(cluster, str) or not cluster):
             raise SpecError(
@@ -533,7 +528,7 @@ class ExperimentSpec:
                 f"the spec has unknown keys {sorted(unknown)}; allowed keys are "
                 f"{sorted(allowed)}."
             )
-        for key in ("treatment", "outcomes", "features"):
+        for key in ("treatment", "outcomes"):
             if key not in raw:
                 raise SpecError(
                     f"the spec has no {key!r}; see the spec's YAML form in the README."
@@ -543,7 +538,7 @@ class ExperimentSpec:
             unit=raw.get("unit"),
             treatment=raw["treatment"],
             outcomes=raw["outcomes"],
-            features=raw["features"],
+            features=raw.get("features") or {},
             propensity=raw.get("propensity"),
             cluster=raw.get("cluster"),
         )
