@@ -73,7 +73,10 @@ BAD = [
     ({"treatment": "t", "arms": ["a", "b"], "outcomes": [], "numeric": ["x"]}, "at least one outcome"),
     ({"treatment": "t", "arms": ["a", "b"], "outcomes": [{"name": "y", "goal": "up"}], "numeric": ["x"]}, "'goal' must be"),
     ({"treatment": "t", "arms": ["a", "b"], "outcomes": [{"name": "y", "weight": -1}], "numeric": ["x"]}, "weight"),
-    ({"treatment": "t", "arms": ["a", "b"], "outcomes": ["y"]}, "no features"),
+    ({"treatment": "t", "arms": ["a", "b"], "outcomes": [{"name": "y", "missing": "skip"}], "numeric": ["x"]}, "'missing' must be one of"),
+    ({"treatment": "t", "arms": ["a", "b"], "outcomes": [{"name": "y", "type": "count"}], "numeric": ["x"]}, "'type' must be one of"),
+    ({"treatment": "t", "arms": ["a", "b"], "outcomes": [{"name": "y", "aggregate": "mean"}], "numeric": ["x"]}, "'aggregate' must be one of"),
+    ({"treatment": "t", "arms": ["a", "b"], "outcomes": [{"name": "y", "window": "7 days"}], "numeric": ["x"]}, "'window' must be a positive number"),
     ({"treatment": "t", "arms": ["a", "b"], "outcomes": ["y"], "numeric": ["y"]}, "also the treatment"),
     ({"treatment": "t", "arms": ["a", "b"], "outcomes": ["y"], "numeric": ["x"], "categorical": ["x"]}, "both numeric"),
     ({"treatment": {"arms": ["a", "b"]}, "outcomes": ["y"], "numeric": ["x"]}, "needs a 'column'"),
@@ -92,8 +95,14 @@ def test_bad_yaml(tmp_path):
         px.ExperimentSpec.from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(px.SpecError, match="unknown keys"):
         px.ExperimentSpec.from_yaml(DESIGN_YAML + "colour: red\n")
-    with pytest.raises(px.SpecError, match="no 'features'"):
-        px.ExperimentSpec.from_yaml("treatment: {column: t, arms: [a, b]}\noutcomes: [y]\n")
+    with pytest.raises(px.SpecError, match="no 'outcomes'"):
+        px.ExperimentSpec.from_yaml("treatment: {column: t, arms: [a, b]}\nfeatures: {}\n")
+    # no features is an A/B readout's spec (px.ab_readout), with the keys round-tripping
+    spec = px.ExperimentSpec.from_yaml(
+        "treatment: {column: t, arms: [a, b]}\n"
+        "outcomes: [{name: y, type: binary, missing: drop, aggregate: any, window: 7d}]\n")
+    assert spec.features == () and spec.outcomes[0].window_seconds == 7 * 86400
+    assert px.ExperimentSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_spec_pickles_through_its_yaml_form() -> None:
