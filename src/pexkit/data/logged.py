@@ -208,10 +208,30 @@ class LoggedData:
         self.encoder = encoder
         self.srm = srm
         self.clusters = clusters
+        self._binary: tuple[bool, ...] | None = None
         #: overlap diagnostics when the propensities were estimated (``propensity: estimate``)
         self.propensity_diagnostics: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- views
+    @property
+    def binary(self) -> tuple[bool, ...]:
+        """Per outcome, whether it is binary (0/1): declared ``type:``, else detected.
+
+        Binary outcomes' outcome models use a classification objective, so their
+        predictions are probabilities in [0, 1].
+        """
+        if self._binary is None:
+            flags = []
+            for m, o in enumerate(self.spec.outcomes):
+                if o.type is not None:
+                    flags.append(o.type == "binary")
+                else:
+                    y = self.outcomes[:, m]
+                    y = y[~np.isnan(y)]
+                    flags.append(bool(y.size) and bool(np.isin(y, (0.0, 1.0)).all()))
+            self._binary = tuple(flags)
+        return self._binary
+
     @property
     def outcome_rows(self) -> dict[str, int]:
         """Rows with each outcome observed (fewer than ``n_units`` for ``missing: drop``)."""
@@ -243,7 +263,7 @@ class LoggedData:
         """Return the rows ``rows`` (indices or boolean mask) as a new LoggedData."""
         rows = np.asarray(rows)
         idx = np.flatnonzero(rows) if rows.dtype == bool else rows
-        return LoggedData(
+        out = LoggedData(
             self.spec,
             self.X.iloc[idx].reset_index(drop=True),
             self.treatment[idx],
@@ -254,6 +274,8 @@ class LoggedData:
             None,
             None if self.clusters is None else self.clusters[idx],
         )
+        out._binary = self.binary  # a subset keeps its log's outcome types
+        return out
 
     def __len__(self) -> int:
         return self.n_units
@@ -468,6 +490,13 @@ class LoggedData:
                             _fail(name, f"at least {min_rows_per_arm} observed values per arm",
                                   f"{int(c)} observed values for arm {spec.arms[k]!r}", None,
                                   "Collect more data, or leave this outcome out of the spec.")
+            if outcome.type == "binary":
+                bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
+                if bad.any():
+                    row = _first(bad)
+                    _fail(name, "0 or 1 (the outcome is declared 'type: binary')",
+                          f"{int(bad.sum())} other values (e.g. {values[row]!r})", row,
+                          "Convert it to 0/1, or declare 'type: continuous' for it.")
             outcomes[:, m] = values
 
         # propensity

@@ -58,8 +58,11 @@ class BaseLearner(Protocol):
     def bind(self, X: FloatArray, categorical: list[int]) -> None:
         """Prepare (bin) the feature matrix that later ``fit`` calls subset."""
 
-    def fit(self, rows: NDArray[np.int64], y: FloatArray, seed: int) -> Any:
-        """Fit on ``rows`` of the bound matrix with targets ``y``; return a model."""
+    def fit(
+        self, rows: NDArray[np.int64], y: FloatArray, seed: int, binary: bool = False
+    ) -> Any:
+        """Fit on ``rows`` of the bound matrix with targets ``y`` (0/1 and a classification
+        objective when ``binary``: the model then predicts probabilities); return a model."""
 
     def predict(self, model: Any, X: FloatArray) -> FloatArray:
         """Predict with a model returned by ``fit``."""
@@ -133,17 +136,18 @@ def _observed(
 
 def fit_many(
     learner: BaseLearner,
-    tasks: Sequence[tuple[NDArray[np.int64], FloatArray, int]],
+    tasks: Sequence[tuple[Any, ...]],
     advance: Callable[[], None] | None = None,
 ) -> list[Any]:
-    """Fit one model per ``(rows, y, seed)`` task, side by side; keeps task order.
+    """Fit one model per ``(rows, y, seed[, binary])`` task, side by side; keeps task order.
 
     Many small models train faster one thread each, in parallel, than one at a
     time on every core: LightGBM and XGBoost release the GIL while they work, so
     a thread pool shares the one binned dataset without copies.
     """
     with ThreadPoolExecutor(max_workers=learner.workers) as pool:
-        futures = [pool.submit(learner.fit, *_observed(rows, y), seed) for rows, y, seed in tasks]
+        futures = [pool.submit(learner.fit, *_observed(task[0], task[1]), *task[2:])
+                   for task in tasks]
         out = []
         for future in futures:
             out.append(future.result())
@@ -211,8 +215,10 @@ class LightGBMLearner:
         # the binned Dataset is training scratch (and holds C pointers): not pickled
         return {**self.__dict__, "_dataset": None}
 
-    def fit(self, rows: NDArray[np.int64], y: FloatArray, seed: int) -> Any:
-        """Train on a subset of the bound Dataset."""
+    def fit(
+        self, rows: NDArray[np.int64], y: FloatArray, seed: int, binary: bool = False
+    ) -> Any:
+        """Train on a subset of the bound Dataset (a binary objective when ``binary``)."""
 
         order = np.argsort(rows, kind="stable")
         ordered = np.asarray(rows)[order].astype(np.int32)
@@ -224,7 +230,7 @@ class LightGBMLearner:
             sub.set_label(label if keep is None else label[keep])
             return sub
 
-        return self._train(subset, ordered.shape[0], seed)
+        return self._train(subset, ordered.shape[0], seed, binary)
 
     def fit_matrix(self, X: FloatArray, y: FloatArray, seed: int) -> Any:
         """Train on rows that are not in the bound matrix, binned with its bins."""
@@ -240,13 +246,18 @@ class LightGBMLearner:
 
         return self._train(subset, X.shape[0], seed)
 
-    def _train(self, subset: Callable[[Any], Any], n: int, seed: int) -> Any:
+    def _train(
+        self, subset: Callable[[Any], Any], n: int, seed: int, binary: bool = False
+    ) -> Any:
         """Train on ``subset(None)``; with early stopping, on ``subset(~held)`` while the
         loss on a seeded random share of the rows (``subset(held)``) still falls, then
         keep the trees up to its best round (so every reader sees the same model)."""
         import lightgbm as lgb
 
         params = {**self.params, "seed": seed}
+        if binary:
+            params["objective"] = "binary"
+            params.pop("metric", None)
         stop = bool(self.stop_rounds) and n >= self.stop_min_rows
         held = np.random.default_rng(seed + 104_729).random(n) < self.validation_fraction
         # LightGBM crashed (SIGSEGV in LGBM_BoosterCreate) when threads built subsets of
@@ -309,13 +320,17 @@ class XGBoostLearner:
 
         return xgb.DMatrix(X, label=y, feature_types=self._types, enable_categorical=True)
 
-    def fit(self, rows: NDArray[np.int64], y: FloatArray, seed: int) -> Any:
-        """Train on rows of the bound matrix."""
+    def fit(
+        self, rows: NDArray[np.int64], y: FloatArray, seed: int, binary: bool = False
+    ) -> Any:
+        """Train on rows of the bound matrix (``binary:logistic`` when ``binary``)."""
         import xgboost as xgb
 
         if self._X is None:
             raise InvalidParameterError("XGBoostLearner.fit called before bind().")
         params = {**self.params, "seed": seed}
+        if binary:
+            params["objective"] = "binary:logistic"
         return xgb.train(params, self._matrix(self._X[rows], y), num_boost_round=self.n_rounds)
 
     def predict(self, model: Any, X: FloatArray) -> FloatArray:

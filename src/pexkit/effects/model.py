@@ -293,7 +293,8 @@ class EffectModel:
         base.bind(X, data.encoder.categorical_indices)
         folds = make_folds(data.treatment, self.n_folds, seed, data.clusters)
         outcome_fit = fit_outcome_models(
-            base, X, data.treatment, data.outcomes, folds, n_treat, seed, self.progress
+            base, X, data.treatment, data.outcomes, folds, n_treat, seed, self.progress,
+            data.binary,
         )
         mu = outcome_fit.mu_oof
         scores = doubly_robust_scores(mu, data.treatment, data.propensity, data.outcomes)

@@ -134,8 +134,12 @@ def fit_outcome_models(
     n_treatments: int,
     seed: int,
     progress: bool | None = None,
+    binary: tuple[bool, ...] = (),
 ) -> CrossFittedOutcomes:
-    """Fit mu_{k,m} by K-fold cross-fitting: one model per (fold, arm, outcome)."""
+    """Fit mu_{k,m} by K-fold cross-fitting: one model per (fold, arm, outcome).
+
+    Outcomes flagged in ``binary`` get a classification objective (probabilities).
+    """
     n_folds = int(folds.max()) + 1
     n, n_outcomes = outcomes.shape
     keys = [
@@ -147,7 +151,8 @@ def fit_outcome_models(
     tasks = []
     for f, k, m in keys:
         rows = np.flatnonzero((folds != f) & (treatment == k))
-        tasks.append((rows, outcomes[rows, m], seed + 7919 * f + 31 * k + m))
+        tasks.append((rows, outcomes[rows, m], seed + 7919 * f + 31 * k + m,
+                      bool(binary and binary[m])))
     with progress_bar(len(tasks), "outcome models", progress) as bar:
         fitted = fit_many(learner, tasks, bar.advance)
     models: list[list[list[Any]]] = [
@@ -172,6 +177,7 @@ def fit_pair_models(
     n_treatments: int,
     seed: int,
     bar: Any,
+    binary: tuple[bool, ...] = (),
 ) -> dict[tuple[int, int], list[list[Any]]]:
     """Outcome models that exclude two folds, ``models[(f, g)][k][m]`` for f < g.
 
@@ -191,7 +197,8 @@ def fit_pair_models(
     tasks = []
     for f, g, k, m in keys:
         rows = np.flatnonzero((folds != f) & (folds != g) & (treatment == k))
-        tasks.append((rows, outcomes[rows, m], seed + 104729 + 7919 * f + 613 * g + 31 * k + m))
+        tasks.append((rows, outcomes[rows, m], seed + 104729 + 7919 * f + 613 * g + 31 * k + m,
+                      bool(binary and binary[m])))
     fitted = fit_many(learner, tasks, bar.advance)
     pairs: dict[tuple[int, int], list[list[Any]]] = {}
     for (f, g, k, m), model in zip(keys, fitted, strict=True):

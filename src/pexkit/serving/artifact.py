@@ -131,6 +131,11 @@ def export_policy(policy: LinearPolicy, model: EffectModel) -> dict[str, Any]:
             "shifted": compiled.shifted,
             "base": _floats(compiled._base),
             "arrays": arrays,
+            # binary outcomes' models: arm k gains coef[l][k] * sigmoid(scale[l] * column K + l)
+            "links": None if compiled.links is None else {
+                "coef": [_floats(row) for row in compiled.links],
+                "scale": _floats(compiled.link_scale),
+            },
         },
     }
 

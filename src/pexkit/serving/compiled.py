@@ -22,6 +22,11 @@ The kernel is :mod:`~pexkit.serving.quickscorer` (the ensemble scored by
 feature, with no tree walk) wherever it applies, and the tree walk below
 otherwise (:attr:`CompiledPolicy.kernel` says which).
 
+A binary outcome's outcome models (T and S terms) predict probabilities, the
+sigmoid of their trees' sum, which is not additive: each such (booster, arm)
+term gets a column of its own in the kernel's output (its raw sum), and the
+utilities add ``coef * sigmoid(raw)`` per arm afterwards (:attr:`CompiledPolicy.links`).
+
 The kernel follows LightGBM's own decision rules (``<=`` on numeric splits,
 missing values by ``missing_type``/``default_left``, category sets on
 categorical splits), so it reproduces ``EffectModel.predict`` to rounding.
@@ -29,6 +34,7 @@ categorical splits), so it reproduces ``EffectModel.predict`` to rounding.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +109,8 @@ class _Builder:
         self.add_targets(booster, [(out, scale, arm)], arm_trees_only=False)
 
     def add_targets(
-        self, booster: Any, targets: list[tuple[int, float, float]], *, arm_trees_only: bool
+        self, booster: Any, targets: list[tuple[int, float, float]], *, arm_trees_only: bool,
+        dump: dict[str, Any] | None = None,
     ) -> None:
         """Every tree of ``booster``, evaluated once per ``(out, scale, arm)`` target.
 
@@ -113,7 +120,7 @@ class _Builder:
         column are left out: the caller guarantees that their contributions
         cancel (an S-learner's ``f(x, k) - f(x, 0)``).
         """
-        dump = booster.dump_model()
+        dump = booster.dump_model() if dump is None else dump
         for tree in dump["tree_info"]:
             structure = tree["tree_structure"]
             if arm_trees_only and not _splits_on(structure, self.n_features):
@@ -316,6 +323,9 @@ class CompiledPolicy:
     _base: FloatArray
     _n_features: int
     shifted: bool = False
+    #: (L, K): utility of arm k gains ``links[l, k] * sigmoid(link_scale[l] * raw[:, K + l])``
+    links: FloatArray | None = None
+    link_scale: FloatArray | None = None
 
     def __post_init__(self) -> None:
         self._groups = _groups(self._arrays["roots"])
@@ -388,16 +398,28 @@ class CompiledPolicy:
         raw: FloatArray = fn(*self._args(X))
         return raw
 
+    def _linked(self, raw: FloatArray) -> FloatArray:
+        """The arms' columns plus the probability terms of binary outcomes' models."""
+        if self.links is None or self.link_scale is None:
+            return raw
+        K = self.links.shape[1]
+        probs = 1.0 / (1.0 + np.exp(-self.link_scale[None, :] * raw[:, K:]))
+        out: FloatArray = raw[:, :K] + probs @ self.links
+        return out
+
     def utilities_matrix(self, X: FloatArray) -> FloatArray:
         """``U_k(x)`` for encoded rows, shape (n, K)."""
-        util = self._raw(X)
+        raw = self._raw(X)
+        util = raw[:, : self.policy.spec.n_treatments].copy()
         if self.shifted:
             util -= (util[:, 0] - self._base[0])[:, None]
+        if self.links is not None:
+            util += self._linked(raw) - raw[:, : util.shape[1]]
         return util
 
     def choose_matrix(self, X: FloatArray) -> IntArray:
         """Treatment index per encoded row (the first arm of largest utility)."""
-        actions: IntArray = np.argmax(self._raw(X), axis=1).astype(np.int64)
+        actions: IntArray = np.argmax(self._linked(self._raw(X)), axis=1).astype(np.int64)
         return actions
 
     def choose(self, frame: Any) -> IntArray:
@@ -409,9 +431,21 @@ class CompiledPolicy:
 _Target = tuple[int, float, float]  # (arm column, scale, S-learner arm value or NaN)
 
 
+def _link_scale(dump: dict[str, Any]) -> float | None:
+    """The sigmoid's scale of a binary-objective booster's dump, or None (an additive one)."""
+    objective = str(dump.get("objective", ""))
+    if not objective.startswith(("binary", "cross_entropy")):
+        return None
+    found = re.search(r"sigmoid:([0-9.eE+-]+)", objective)
+    return float(found.group(1)) if found else 1.0
+
+
+_Link = tuple[int, float, dict[int, float]]  # (output column, sigmoid scale, coef per arm)
+
+
 def _terms(
     model: EffectModel, cells: list[tuple[int, int]], sw: FloatArray
-) -> tuple[list[tuple[Any, list[_Target], bool]], bool]:
+) -> tuple[list[tuple[Any, list[_Target], bool, dict[str, Any]]], bool, list[_Link]]:
     """``(booster, targets, arm_trees_only)`` per booster, and whether any term was shifted.
 
     ``U_k = base_k + sum_m sw_m tau_{k,m}`` and every ``tau_{k,m}`` is a sum of
@@ -435,9 +469,19 @@ def _terms(
             acc[2][k] = acc[2].get(k, 0.0) + float(sw[m]) * term.coef
     shifted = False
     targets: dict[int, tuple[Any, list[_Target], dict[int, float]]] = {}
+    dumps: dict[int, dict[str, Any]] = {}
+    links: list[_Link] = []
     for booster, arm, per_k in coefs.values():
         value = float("nan") if arm is None else float(arm)
         entry = targets.setdefault(id(booster), (booster, [], dict.fromkeys(treated, 0.0)))
+        if id(booster) not in dumps:
+            dumps[id(booster)] = booster.dump_model()
+        scale = _link_scale(dumps[id(booster)])
+        if scale is not None:  # a probability: its raw sum in a column of its own
+            column = n_treat + len(links)
+            links.append((column, scale, dict(per_k)))
+            entry[1].append((column, 1.0, value))
+            continue
         common = set(per_k.values())
         if n_treat > 2 and sorted(per_k) == treated and len(common) == 1:
             c = common.pop()
@@ -448,11 +492,13 @@ def _terms(
         if arm is not None:
             for k, c in per_k.items():
                 entry[2][k] += c
-    out: list[tuple[Any, list[_Target], bool]] = []
+    out: list[tuple[Any, list[_Target], bool, dict[str, Any]]] = []
     for booster, tgts, net in targets.values():
         evaluated_at_arms = any(not np.isnan(v) for _, _, v in tgts)
-        out.append((booster, tgts, evaluated_at_arms and all(v == 0.0 for v in net.values())))
-    return out, shifted
+        linked = any(t[0] >= n_treat for t in tgts)  # a sigmoid does not cancel
+        arm_only = evaluated_at_arms and not linked and all(v == 0.0 for v in net.values())
+        out.append((booster, tgts, arm_only, dumps[id(booster)]))
+    return out, shifted, links
 
 
 def compile_policy(policy: LinearPolicy, model: EffectModel) -> CompiledPolicy:
@@ -492,11 +538,20 @@ def compile_policy(policy: LinearPolicy, model: EffectModel) -> CompiledPolicy:
     ]
     n_features = len(model.spec_.numeric) + len(model.spec_.categorical)
     builder = _Builder(n_features)
-    terms, shifted = _terms(model, cells, sw)
-    for booster, targets, arm_only in terms:
-        builder.add_targets(booster, targets, arm_trees_only=arm_only)
+    terms, shifted, links = _terms(model, cells, sw)
+    for booster, targets, arm_only, dump in terms:
+        builder.add_targets(booster, targets, arm_trees_only=arm_only, dump=dump)
     arrays = builder.arrays()
+    link_coef = link_scale = None
+    if links:
+        base = np.r_[base, np.zeros(len(links))]
+        link_coef = np.zeros((len(links), n_treat))
+        for i, (_, _, per_k) in enumerate(links):
+            for k, c in per_k.items():
+                link_coef[i, k] = c
+        link_scale = np.array([s for _, s, _ in links], dtype=np.float64)
     return CompiledPolicy(
         policy=policy, model=model, n_trees=len(builder.roots), _arrays=arrays,
-        _base=base, _n_features=n_features, shifted=shifted,
+        _base=base, _n_features=n_features, shifted=shifted, links=link_coef,
+        link_scale=link_scale,
     )

@@ -170,6 +170,10 @@ class PolicyEvaluator:
         self._tree_scale = _floats(a["tree_scale"])
         self._tree_arm = _floats(a["tree_arm"])
         self._shifted = bool(lin.get("shifted", False))
+        links = lin.get("links")
+        self._link_coef = None if not links else np.asarray(
+            [_floats(row) for row in links["coef"]], dtype=np.float64)
+        self._link_scale = None if not links else _floats(links["scale"])
         cat_start, cat_len, cats = _ints(a["cat_start"]), _ints(a["cat_len"]), _ints(a["cats"])
         # category sets as sorted keys node * span + code (membership by binary search)
         self._span = int(cats.max(initial=0)) + 2
@@ -180,7 +184,7 @@ class PolicyEvaluator:
         ]
         self._cat_keys = np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
         # per arm: its trees, in order (sums run tree by tree, as in pexkit's compiled kernel)
-        self._arm_trees = [np.flatnonzero(self._tree_out == k) for k in range(len(self.arms))]
+        self._arm_trees = [np.flatnonzero(self._tree_out == k) for k in range(len(self._base))]
 
     # ------------------------------------------------------------------ encode
     def encode(self, records: list[dict[str, Any]] | dict[str, Any]) -> np.ndarray:
@@ -221,8 +225,17 @@ class PolicyEvaluator:
         arr = self._check(X)
         if self.kind == "tree":
             return self._tree_choose(arr)
-        actions: np.ndarray = np.argmax(self._scores(arr), axis=1).astype(np.int64)
+        actions: np.ndarray = np.argmax(self._linked(self._scores(arr)), axis=1).astype(np.int64)
         return actions
+
+    def _linked(self, raw: np.ndarray) -> np.ndarray:
+        """The arms' sums plus the probability terms of binary outcomes' models."""
+        if self._link_coef is None or self._link_scale is None:
+            return raw
+        K = len(self.arms)
+        probs = 1.0 / (1.0 + np.exp(-self._link_scale[None, :] * raw[:, K:]))
+        out: np.ndarray = raw[:, :K] + probs @ self._link_coef
+        return out
 
     # ------------------------------------------------------------------ tree
     def _tree_choose(self, X: np.ndarray) -> np.ndarray:
@@ -244,15 +257,19 @@ class PolicyEvaluator:
         """Utility of each arm per encoded row, shape (n, len(arms)) (linear artifacts)."""
         if self.kind != "linear":
             raise ValueError("utilities exist for linear policy artifacts only; this is a tree.")
-        util = self._scores(self._check(X))
+        raw = self._scores(self._check(X))
+        K = len(self.arms)
+        util = raw[:, :K].copy()
         if self._shifted:
             util -= (util[:, 0] - self._base[0])[:, None]
+        if self._link_coef is not None:
+            util += self._linked(raw) - raw[:, :K]
         return util
 
     def _scores(self, arr: np.ndarray) -> np.ndarray:
         """Each arm's base plus its trees, summed tree by tree (the kernel's order)."""
         n, n_trees = arr.shape[0], self._roots.shape[0]
-        util = np.empty((n, len(self.arms)))
+        util = np.empty((n, len(self._base)))
         util[:] = self._base
         if n_trees == 0 or n == 0:
             return util

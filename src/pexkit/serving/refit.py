@@ -79,7 +79,8 @@ def refit_for_serving(model: EffectModel, data: LoggedData | None = None) -> Eff
     # T: one outcome model per (arm, outcome) on that arm's units
     t_outs = sorted({m for (k, m), name in chosen.items() if name == "t"})
     t_keys = [(k, m) for m in t_outs for k in range(n_treat)]
-    t_models = fit_many(base, [(arm_rows[k], Y[arm_rows[k], m], seed + 31 * k + m)
+    binary = data.binary
+    t_models = fit_many(base, [(arm_rows[k], Y[arm_rows[k], m], seed + 31 * k + m, binary[m])
                                for k, m in t_keys])
     full: list[list[Any]] = [[None] * n_out for _ in range(n_treat)]
     for (k, m), booster in zip(t_keys, t_models, strict=True):

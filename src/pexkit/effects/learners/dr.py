@@ -34,7 +34,8 @@ class DRLearner(MetaLearner):
         )
         T, Y, e = data.treatment, data.outcomes, data.propensity
         n_treat, n_out = data.n_treatments, data.n_outcomes
-        pairs = fit_pair_models(base, T, Y, folds, n_treat, seed, bar) if n_folds >= 3 else None
+        pairs = (fit_pair_models(base, T, Y, folds, n_treat, seed, bar, data.binary)
+                 if n_folds >= 3 else None)
         trains = [np.flatnonzero(folds != f) for f in range(n_folds)]
         # targets for every chain: predictions of the excluding outcome models
         keys: list[tuple[int, int, int, int]] = []
