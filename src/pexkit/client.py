@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from pexkit.exceptions import PexkitError
+from pexkit.exceptions import InvalidParameterError, PexkitError
 from pexkit.serving.decision import Decision
 from pexkit.spec.spec import ExperimentSpec
 
@@ -31,6 +32,21 @@ class ServiceError(PexkitError):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+
+
+def _event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's JSON body: a datetime ``time`` as ISO-8601 text, no ``time`` when None."""
+    out = dict(event)
+    at = out.pop("time", None)
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise InvalidParameterError(
+                f"time {at!r}: give a timezone-aware datetime (e.g. tzinfo=UTC)."
+            )
+        at = at.isoformat()
+    if at is not None:
+        out["time"] = at
+    return out
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
@@ -146,15 +162,22 @@ class Client:
         return [Decision(**d) for d in out["decisions"]]
 
     def log(
-        self, experiment: str, unit: str, outcome: str, value: float, event_id: str
+        self, experiment: str, unit: str, outcome: str, value: float, event_id: str,
+        time: datetime | str | None = None,
     ) -> dict[str, int]:
-        """Log one outcome event; retries with the same ``event_id`` are ignored."""
-        body = {"unit": unit, "outcome": outcome, "value": value, "event_id": event_id}
+        """Log one outcome event; retries with the same ``event_id`` are ignored.
+
+        ``time``: when it happened (a timezone-aware datetime or ISO-8601 text);
+        default: when the service receives it.
+        """
+        body = _event({"unit": unit, "outcome": outcome, "value": value, "event_id": event_id,
+                       "time": time})
         return dict(self._call("POST", f"/v1/experiments/{experiment}/log", body))
 
     def log_batch(self, experiment: str, events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-        """Log many events (each ``{unit, outcome, value, event_id}``) in one transaction."""
-        body = {"events": [dict(e) for e in events]}
+        """Log many events (each ``{unit, outcome, value, event_id}``, optionally ``time``)
+        in one transaction."""
+        body = {"events": [_event(e) for e in events]}
         return dict(self._call("POST", f"/v1/experiments/{experiment}/log/batch", body))
 
     # --------------------------------------------------------- jobs and phases

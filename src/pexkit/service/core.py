@@ -17,6 +17,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 import pandas as pd
@@ -34,7 +35,14 @@ from pexkit.service.errors import (
 from pexkit.service.jobs import JobRunner
 from pexkit.service.registry import Registry
 from pexkit.service.state import Experiment, ExperimentState, TuneArm
-from pexkit.service.validation import check_batch, check_id, check_name, check_number, check_text
+from pexkit.service.validation import (
+    check_batch,
+    check_id,
+    check_name,
+    check_number,
+    check_text,
+    check_time,
+)
 from pexkit.serving.decision import Decision
 from pexkit.spec.spec import ExperimentSpec
 from pexkit.store.db import EventStore, StoreUnavailableError, now
@@ -244,11 +252,18 @@ class DecisionService:
         return await self.decider.decide_async(name, requests)
 
     def log(self, name: str, events: list[dict[str, Any]]) -> dict[str, int]:
-        """Log outcome events; duplicates (same event_id) are ignored and counted."""
+        """Log outcome events; duplicates (same event_id) are ignored and counted.
+
+        An event may carry ``time``, when it happened (timezone-aware ISO-8601;
+        default: when it is received): it goes to the epoch whose decision for
+        the unit was the latest at that time, and the outcome's ``window``
+        counts from that decision (:mod:`pexkit.service.outcomes`).
+        """
         view = self.decider.view(name)
         exp = view.experiment
         allowed = set(view.spec.outcome_names) | {t["name"] for t in exp.tracking}
         check_batch(len(events), "events")
+        received = now()
         clean: list[dict[str, Any]] = []
         seen: set[str] = set()
         for i, ev in enumerate(events):
@@ -262,10 +277,13 @@ class DecisionService:
                     f"{sorted(allowed)}. Add tracked outcomes when creating the experiment."
                 )
             value = check_number(ev.get("value"), f"{where}.value")
+            at = ev.get("time")
+            at = None if at is None else check_time(at, f"{where}.time", received)
             if eid in seen:
                 continue
             seen.add(eid)
-            clean.append({"event_id": eid, "unit": unit, "outcome": outcome, "value": value})
+            clean.append({"event_id": eid, "unit": unit, "outcome": outcome, "value": value,
+                          "occurred_at": at})
         epochs = self.store.latest_epochs(name, (e["unit"] for e in clean))
         unknown = sorted({e["unit"] for e in clean if e["unit"] not in epochs})
         if unknown:
@@ -273,8 +291,15 @@ class DecisionService:
                 f"events: units {unknown[:5]} have no decision in {name!r}; outcomes belong to "
                 "a decision. Call decide for the unit first. Nothing in this batch was logged.",
             )
+        timed = [e for e in clean if e["occurred_at"] is not None]
+        seen_at = self.store.exposures(name, {e["unit"] for e in timed}) if timed else {}
         for e in clean:
             e["epoch"] = epochs[e["unit"]]
+        for e in timed:  # the epoch whose decision was the latest when the event happened
+            for epoch, exposed in seen_at.get(e["unit"], ()):
+                exposed = exposed if exposed.tzinfo else exposed.replace(tzinfo=UTC)
+                if exposed <= e["occurred_at"]:
+                    e["epoch"] = epoch
         try:
             accepted, dup = self.store.log_events(name, clean, len(events) - len(clean))
         except StoreUnavailableError as exc:

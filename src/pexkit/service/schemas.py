@@ -70,6 +70,12 @@ class LogEvent(BaseModel):
     outcome: str
     value: float | int | bool
     event_id: Id = Field(description="Client-chosen id; a retried event reuses it.")
+    time: str | None = Field(
+        None, max_length=64, json_schema_extra={"format": "date-time"},
+        description="When the event happened: a timezone-aware ISO-8601 timestamp "
+        "('2026-03-01T12:00:00Z'); default: when it is received. The outcome's window counts "
+        "from the unit's first exposure; events before it do not count.",
+    )
 
 
 class LogBatch(BaseModel):

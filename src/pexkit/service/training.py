@@ -35,7 +35,13 @@ SOURCES = ("randomize", "holdout", "launched")
 def unit_frame(
     svc: DecisionService, name: str, **where: Any
 ) -> tuple[pd.DataFrame, ExperimentSpec, list[str]]:
-    """Assignments joined with per-unit outcome sums (absent outcome = 0)."""
+    """Assignments joined with each unit's outcome values (no counted event = 0).
+
+    Each outcome's value follows its spec keys ``aggregate`` and ``window``
+    (:mod:`pexkit.service.outcomes`, the one place that computes them).
+    """
+    from pexkit.service.outcomes import outcome_values, rules
+
     exp = svc.experiment(name)
     spec = ExperimentSpec.from_dict(exp.spec)
     outs = list(spec.outcome_names) + [t["name"] for t in exp.tracking]
@@ -47,12 +53,10 @@ def unit_frame(
     )
     feats = pd.DataFrame.from_records([a["features"] for a in assigned])
     frame = pd.concat([frame.reset_index(drop=True), feats], axis=1)
-    totals = svc.store.outcome_totals(name, sorted(frame["epoch"].unique().tolist()))
-    if totals:
-        tot = pd.DataFrame(totals, columns=["epoch", "unit", "outcome", "value"])
-        wide = tot.pivot_table(
-            index=["epoch", "unit"], columns="outcome", values="value", aggfunc="sum"
-        ).reset_index()
+    exposures = frame[["epoch", "unit", "created_at"]].rename(columns={"created_at": "exposed_at"})
+    wide = outcome_values(svc.store, name, exposures, rules(spec, exp.tracking),
+                          sorted(frame["epoch"].unique().tolist()))
+    if len(wide.columns) > 2:
         frame = frame.merge(wide, on=["epoch", "unit"], how="left")
     for o in outs:
         frame[o] = frame[o].fillna(0.0).astype(float) if o in frame else 0.0

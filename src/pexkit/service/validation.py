@@ -13,11 +13,13 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pexkit.service.errors import InvalidRequestError, PayloadTooLargeError
 
-__all__ = ["LIMITS", "NAME_PATTERN", "Limits", "check_id", "check_name", "check_number"]
+__all__ = ["LIMITS", "NAME_PATTERN", "Limits", "check_id", "check_name", "check_number",
+           "check_time"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -155,6 +157,56 @@ def check_number(value: Any, where: str) -> float:
     raise InvalidRequestError(
         f"{where}: expected a finite number (|x| <= 1e300); got {_show(value)}."
     )
+
+
+MAX_FUTURE = timedelta(hours=1)  # event times further ahead of the server's clock are refused
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # event times before it are refused
+
+
+def check_time(value: Any, where: str, received: datetime) -> datetime:
+    """An event time: a timezone-aware ISO-8601 timestamp (or datetime), returned in UTC.
+
+    At most :data:`MAX_FUTURE` after ``received`` (the server's clock), so a
+    client clock that runs ahead cannot put events past every window.
+
+    Examples
+    --------
+    >>> now = datetime(2026, 1, 2, tzinfo=UTC)
+    >>> check_time("2026-01-01T09:30:00+02:00", "time", now)
+    datetime.datetime(2026, 1, 1, 7, 30, tzinfo=datetime.timezone.utc)
+    >>> check_time("2026-01-01T09:30:00", "time", now)
+    Traceback (most recent call last):
+    ...
+    pexkit.service.errors.InvalidRequestError: time: expected a timezone-aware ISO-8601 ...
+    """
+    stamp: datetime | None = None
+    if isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            stamp = datetime.fromisoformat(value)
+        except ValueError:
+            stamp = None
+    if stamp is None or stamp.tzinfo is None or stamp.utcoffset() is None:
+        raise InvalidRequestError(
+            f"{where}: expected a timezone-aware ISO-8601 timestamp such as "
+            f"'2026-03-01T12:00:00Z' or '2026-03-01T13:00:00+01:00'; got {_show(value)}. "
+            "Leave it out to use the time the event is received."
+        )
+    try:
+        stamp = stamp.astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 or 9999 shifted out of range
+        stamp = _EPOCH - timedelta(days=1)
+    if stamp < _EPOCH:
+        raise InvalidRequestError(
+            f"{where}: expected a time after 1970-01-01T00:00:00Z; got {_show(value)}."
+        )
+    if stamp > received + MAX_FUTURE:
+        raise InvalidRequestError(
+            f"{where}: {stamp.isoformat()} is more than {MAX_FUTURE} after the server's clock "
+            f"({received.isoformat(timespec='seconds')}); send the time the event happened."
+        )
+    return stamp
 
 
 def check_batch(n: int, where: str) -> None:

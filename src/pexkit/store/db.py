@@ -195,6 +195,38 @@ class EventStore:
                 f"database {self.url!r}: event store schema {found}; this pexkit reads schema "
                 f"{t.SCHEMA_VERSION}. Upgrade pexkit, or use a new database."
             )
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Add the nullable columns schema 2 gained later (``outcomes.occurred_at``).
+
+        Older pexkit versions go on reading and writing a store with them (they
+        leave them null). Several servers starting at once may race: a column a
+        peer added meanwhile is fine.
+        """
+        for column in (t.outcomes.c.occurred_at,):
+            table = column.table.name  # type: ignore[attr-defined]
+
+            def present(name: str = table, col: str = column.name) -> bool:
+                return col in {c["name"] for c in sa.inspect(self.engine).get_columns(name)}
+
+            if present():
+                continue
+            kind = column.type.compile(dialect=self.engine.dialect)
+            guard = " IF NOT EXISTS" if self.dialect == "postgresql" else ""
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table} ADD COLUMN{guard} {column.name} {kind}"
+                    )
+            except sa.exc.DBAPIError as exc:
+                if not present():
+                    raise InvalidParameterError(
+                        f"database {self.url!r}: cannot add the column {table}.{column.name} "
+                        f"that this pexkit needs ({str(exc.orig).strip().splitlines()[0]}). Run "
+                        f"'ALTER TABLE {table} ADD COLUMN {column.name} {kind}' as the tables' "
+                        "owner, or use a new database."
+                    ) from exc
 
     # ------------------------------------------------------------ helpers
     def _insert(self, table: sa.Table) -> Any:
@@ -584,7 +616,8 @@ class EventStore:
         ``seen_twice`` counts duplicates the caller already dropped from the batch.
         """
         stamp = now()
-        rows = [{**e, "experiment": experiment, "created_at": stamp} for e in events]
+        rows = [{"occurred_at": None, **e, "experiment": experiment, "created_at": stamp}
+                for e in events]
         with self.engine.begin() as conn:
             accepted = 0
             if rows:
@@ -605,20 +638,70 @@ class EventStore:
         self.check_alive()
         return accepted, dup
 
-    def outcome_totals(self, experiment: str, epochs: Sequence[int] | None = None) -> list[Any]:
-        """Per (epoch, unit, outcome): the sum of logged values."""
-        q = (
-            sa.select(
-                t.outcomes.c.epoch, t.outcomes.c.unit, t.outcomes.c.outcome,
-                sa.func.sum(t.outcomes.c.value),
-            )
-            .where(t.outcomes.c.experiment == experiment)
-            .group_by(t.outcomes.c.epoch, t.outcomes.c.unit, t.outcomes.c.outcome)
-        )
+    def _outcome_filter(
+        self, q: Any, experiment: str, epochs: Sequence[int] | None,
+        outcomes: Sequence[str] | None, timed: bool | None,
+    ) -> Any:
+        oc = t.outcomes.c
+        q = q.where(oc.experiment == experiment)
         if epochs is not None:
-            q = q.where(t.outcomes.c.epoch.in_(list(epochs)))
+            q = q.where(oc.epoch.in_(list(epochs)))
+        if outcomes is not None:
+            q = q.where(oc.outcome.in_(list(outcomes)))
+        if timed is not None:
+            q = q.where(oc.occurred_at.is_not(None) if timed else oc.occurred_at.is_(None))
+        return q
+
+    def outcome_totals(
+        self, experiment: str, epochs: Sequence[int] | None = None,
+        outcomes: Sequence[str] | None = None, timed: bool | None = None,
+    ) -> list[Any]:
+        """Per (epoch, unit, outcome): the sum of logged values.
+
+        ``outcomes``: only these; ``timed``: only events logged with (True) or
+        without (False) an event time; None: all.
+        """
+        oc = t.outcomes.c
+        q = sa.select(oc.epoch, oc.unit, oc.outcome, sa.func.sum(oc.value)).group_by(
+            oc.epoch, oc.unit, oc.outcome
+        )
+        q = self._outcome_filter(q, experiment, epochs, outcomes, timed)
         with self.engine.connect() as conn:
             return list(conn.execute(q).all())
+
+    def outcome_events(
+        self, experiment: str, epochs: Sequence[int] | None = None,
+        outcomes: Sequence[str] | None = None, timed: bool | None = None,
+    ) -> list[Any]:
+        """Every event: ``(epoch, unit, outcome, value, time, timed, event_id)``.
+
+        ``time`` is the event time the client gave, else when it was received
+        (``timed`` says which); filters as in :meth:`outcome_totals`.
+        """
+        oc = t.outcomes.c
+        q = sa.select(
+            oc.epoch, oc.unit, oc.outcome, oc.value,
+            sa.func.coalesce(oc.occurred_at, oc.created_at).label("time"),
+            oc.occurred_at.is_not(None).label("timed"), oc.event_id,
+        )
+        q = self._outcome_filter(q, experiment, epochs, outcomes, timed)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
+    def exposures(self, experiment: str, units: Iterable[str]) -> dict[str, list[Any]]:
+        """Per unit: ``(epoch, first exposure time)`` of each of its epochs, oldest first."""
+        ac = t.assignments.c
+        out: dict[str, list[Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(units))):
+                rows = conn.execute(
+                    sa.select(ac.unit, ac.epoch, ac.created_at)
+                    .where((ac.experiment == experiment) & ac.unit.in_(chunk))
+                    .order_by(ac.unit, ac.epoch)
+                )
+                for unit, epoch, at in rows:
+                    out.setdefault(unit, []).append((int(epoch), at))
+        return out
 
     def count_events(self, experiment: str) -> int:
         with self.engine.connect() as conn:

@@ -111,7 +111,10 @@ outcomes = Table(
     Column("epoch", Integer, nullable=False),
     Column("outcome", String(200), nullable=False),
     Column("value", Float, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),  # when it was received
+    # when it happened, as the client said; null: when it was received. Added to schema 2
+    # in place (EventStore adds the column to older stores at start)
+    Column("occurred_at", DateTime(timezone=True), nullable=True),
 )
 
 jobs = Table(
