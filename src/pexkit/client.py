@@ -221,5 +221,11 @@ class Client:
     def backtest(self, experiment: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/experiments/{experiment}/backtest"))
 
+    def health(self, experiment: str, **settings: float) -> dict[str, Any]:
+        """Live monitoring with flags; ``window_minutes``, ``grace_minutes``, ``stale_minutes``."""
+        query = "&".join(f"{k}={float(v)}" for k, v in settings.items())
+        path = f"/v1/experiments/{experiment}/health" + (f"?{query}" if query else "")
+        return dict(self._call("GET", path))
+
     def set_phase(self, experiment: str, phase: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/experiments/{experiment}/phase", {"phase": phase}))

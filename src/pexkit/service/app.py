@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -35,6 +35,7 @@ from pexkit.service.schemas import (
     DecisionOut,
     DecisionsOut,
     ErrorOut,
+    ExperimentHealthOut,
     ExperimentOut,
     HealthOut,
     JobOut,
@@ -405,6 +406,30 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
         """Launched policy vs holdout per outcome, with 95% CIs, and over time."""
         authorize(key(request), "read", name)
         return svc().backtest(name)
+
+    @app.get("/v1/experiments/{name}/health", tags=["monitoring"],
+             response_model=ExperimentHealthOut, responses=_responses(403, 404))
+    def experiment_health(
+        name: Name, request: Request,
+        window_minutes: Annotated[float, Query(ge=1, le=10080, description=(
+            "The recent window of the traffic rates."))] = 15.0,
+        grace_minutes: Annotated[float, Query(ge=0, le=525600, description=(
+            "Units decided less than this long ago are not counted as missing outcomes."))] = 60.0,
+        stale_minutes: Annotated[float, Query(ge=1, le=525600, description=(
+            "Outcomes have stopped when none arrived for this long while units were "
+            "decided."))] = 30.0,
+    ) -> dict[str, Any]:
+        """Live monitoring of the current phase, with flags (ok, warn, alert) and their fixes.
+
+        Decisions and outcome events per minute; a sample-ratio test of the randomized
+        assignments and of the launch holdout's share; feature drift (PSI per feature,
+        live decisions vs the training log of the model in use; > 0.25 alert, 0.1-0.25
+        warn); units without outcome events after the grace period; outcomes that stopped
+        arriving; failed jobs.
+        """
+        authorize(key(request), "read", name)
+        return svc().health(name, window_minutes=window_minutes, grace_minutes=grace_minutes,
+                            stale_minutes=stale_minutes)
 
     @app.get("/v1/health", tags=["admin"], response_model=HealthOut,
              responses={503: {"model": ErrorOut, "description": "Store unavailable"}})

@@ -318,6 +318,15 @@ class DecisionService:
     def backtest(self, name: str) -> dict[str, Any]:
         return readouts.backtest(self, name)
 
+    def health(self, name: str, **settings: Any) -> dict[str, Any]:
+        """Live monitoring of the current phase: traffic, assignment, drift, outcomes, jobs.
+
+        ``settings``: fields of :class:`pexkit.service.monitoring.Settings`.
+        """
+        from pexkit.service.monitoring import Settings
+
+        return readouts.health(self, name, Settings(**settings))
+
     def tune_results(self, name: str) -> list[dict[str, Any]]:
         return readouts.tune_results(self, name)
 

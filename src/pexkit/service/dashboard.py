@@ -1,9 +1,10 @@
 """The dashboard: server-rendered pages at ``/`` (Jinja2, Plotly inlined, no network).
 
 ``/`` lists the experiments; ``/experiments/{name}`` shows one: phase, spec,
-average effects, the interactive Pareto front (click a point to see that
-policy), candidates and online arms, the launched policy's backtest over time,
-its interpretable policy tree, and the effect segments. Pages need a key with
+its live health (each monitoring flag with its reason and fix), average effects,
+the interactive Pareto front (click a point to see that policy), candidates and
+online arms, the launched policy's backtest over time, its interpretable policy
+tree, and the effect segments. Pages need a key with
 the ``read`` scope, given once as ``?key=...``: it is kept in an HttpOnly,
 SameSite=Strict cookie and the page redirects to its own URL without the key
 (so the key stays out of the history and of Referer headers).
@@ -385,6 +386,11 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
         + _e(yaml.safe_dump({**d["spec"], "tracking": d["tracking"]}, sort_keys=False))
         + "</pre></div></div></section>",
     ]
+    try:
+        parts.append(_health_section(svc.health(name)))
+    except Exception as exc:  # noqa: BLE001 - the page still renders
+        parts.append(f"<section id='health'><h2>Health</h2><p class='neg'>could not check: "
+                     f"{_e(exc)}</p></section>")
     if d["ate"]:
         parts.append("<section><h2>Average effects vs control (DR, 95% CI)</h2>"
                      + _table(d["ate"], ["treatment", "outcome", "estimate", "se", "ci_low", "ci_high"],
@@ -412,6 +418,29 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
     if ex:
         parts.append(_explain_section(ex))
     return "".join(parts)
+
+
+def _health_section(h: dict[str, Any]) -> str:
+    """Live monitoring: each flag coloured by status, with its reason and fix."""
+    flags = "".join(
+        f"<li class='flag {_e(f['status'])}' data-flag='{_e(f['name'])}'><strong>"
+        f"{_e(f['name'].replace('_', ' '))}</strong> <span class='status'>{_e(f['status'])}"
+        f"</span><div class='reason'>{_e(f['reason'])}</div>"
+        + ("" if f["status"] == "ok" else f"<div class='fix'>Fix: {_e(f['fix'])}</div>")
+        + "</li>" for f in h["flags"])
+    dec, ev = h["traffic"]["decisions"], h["traffic"]["events"]
+    win = h["settings"]["window_minutes"]
+    traffic = (f"per minute, last {win:g} min: {dec['per_minute_window']:.3g} decisions, "
+               f"{ev['per_minute_window']:.3g} events · since the phase started: "
+               f"{dec['per_minute_since_start']:.3g} decisions, "
+               f"{ev['per_minute_since_start']:.3g} events")
+    drift = [{"feature": r["feature"], "kind": r["kind"], "psi": f"{r['psi']:.3f}",
+              "status": r["status"]} for r in h["drift"]["features"][:8]]
+    table = ("<h3>Feature drift (PSI, live vs training log; &gt; 0.25 alert, 0.1-0.25 warn)</h3>"
+             + _table(drift, ["feature", "kind", "psi", "status"], "drift") if drift else "")
+    return (f"<section id='health'><h2>Health <span class='flag-status {_e(h['status'])}' "
+            f"id='health-status'>{_e(h['status'])}</span></h2>"
+            f"<p class='muted'>{_e(traffic)}</p><ul class='flags'>{flags}</ul>{table}</section>")
 
 
 def _front_section(front: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Readouts: online arm metrics of a tuning round, tuned arms, and the launch backtest."""
+"""Readouts: online arm metrics of a tuning round, tuned arms, the launch backtest, and the
+live health of the current phase (:mod:`pexkit.service.monitoring` computes it)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import pandas as pd
 from pexkit._stats import Z95, mean_se
 from pexkit.evaluation.cuped import adjusted_difference
 from pexkit.evaluation.sequential import difference_sequence
+from pexkit.exceptions import PexkitError
+from pexkit.service import monitoring
 from pexkit.service.errors import ConflictError
+from pexkit.spec.spec import ExperimentSpec
+from pexkit.store.db import now
 
 if TYPE_CHECKING:
     from pexkit.service.core import DecisionService
+    from pexkit.service.state import ExperimentState
 
-__all__ = ["arm_metrics", "backtest", "backtest_table", "difference", "tune_results"]
+__all__ = ["arm_metrics", "backtest", "backtest_table", "difference", "health", "reference_model",
+           "tune_results"]
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -190,3 +197,56 @@ def backtest(svc: DecisionService, name: str, checkpoints: int = 8) -> dict[str,
         over.append({"units": len(part), "at": part["created_at"].iloc[-1].isoformat(),
                      "outcomes": table(part)})
     return {**head, "outcomes": table(frame), "over_time": over}
+
+
+def reference_model(svc: DecisionService, name: str, state: ExperimentState) -> int | None:
+    """The effect model whose training log live traffic is compared with.
+
+    Launched: the launched version's model (a tree version: its source linear
+    version's); otherwise the experiment's current model (None before training).
+    """
+    version = state.launched_version if state.phase == "launched" else None
+    seen: set[int] = set()
+    while version is not None and int(version) not in seen:
+        seen.add(int(version))
+        prow = svc.store.policy(name, int(version))
+        if prow is None:
+            break
+        if prow["kind"] == "linear" and prow["model_id"] is not None:
+            return int(prow["model_id"])
+        version = (prow.get("params") or {}).get("source_version")
+    return None if state.model_id is None else int(state.model_id)
+
+
+def health(
+    svc: DecisionService, name: str, settings: monitoring.Settings | None = None
+) -> dict[str, Any]:
+    """The live health of the experiment's current epoch (see :func:`monitoring.health`)."""
+    exp = svc.experiment(name)
+    state = exp.state
+    spec = ExperimentSpec.from_dict(exp.spec)
+    rows = svc.store.assignments(name, epoch=state.epoch)
+    cols = ["unit", "treatment", "arm", "holdout", "phase", "created_at"]
+    decisions = pd.DataFrame.from_records([{c: r[c] for c in cols} for r in rows], columns=cols)
+    feats = pd.DataFrame.from_records([r["features"] for r in rows],
+                                      columns=list(spec.features))
+    decisions = pd.concat([decisions, feats], axis=1)
+    events = pd.DataFrame(svc.store.event_arrivals(name, state.epoch),
+                          columns=["unit", "created_at"])
+    model_id = reference_model(svc, name, state)
+    reference, error = None, None
+    if model_id is not None:
+        try:
+            X = svc.registry.training_log(model_id).X
+            reference = pd.DataFrame({c: (X[c].astype(object) if c in spec.categorical
+                                          else X[c]) for c in X.columns})
+        except PexkitError as exc:  # a model stored without its log: no drift, said plainly
+            error = str(exc)
+    report = monitoring.health(
+        phase=state.phase, epoch=state.epoch, arms=list(spec.arms),
+        tune_arms=[a.arm for a in state.arms], holdout=state.holdout, explore=state.explore,
+        numeric=list(spec.numeric), categorical=list(spec.categorical), decisions=decisions,
+        events=events, jobs=svc.store.jobs(name), reference=reference, model_id=model_id,
+        now=now(), settings=settings, reference_error=error,
+    )
+    return {"name": name, **report}

@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ArmOut", "BacktestOut", "CreateExperiment", "DecideBatch", "DecideRequest", "DecisionOut",
-    "DecisionsOut", "ErrorOut", "ExperimentOut", "HealthOut", "JobOut", "JobRequest",
-    "KeyCreated", "KeyOut", "KeyRequest", "LaunchRequest", "LogBatch", "LogEvent", "LogResult",
-    "PhaseRequest", "PolicyOut", "TrackedOutcome", "TuneRequest", "TunedArmOut",
+    "DecisionsOut", "ErrorOut", "ExperimentHealthOut", "ExperimentOut", "FlagOut", "HealthOut",
+    "JobOut", "JobRequest", "KeyCreated", "KeyOut", "KeyRequest", "LaunchRequest", "LogBatch",
+    "LogEvent", "LogResult", "PhaseRequest", "PolicyOut", "TrackedOutcome", "TuneRequest",
+    "TunedArmOut",
 ]
 
 Id = str | int
@@ -211,6 +212,40 @@ class BacktestOut(BaseModel):
                     "utility, on the launched version's training log.")
     outcomes: list[dict[str, Any]]
     over_time: list[dict[str, Any]]
+
+
+class FlagOut(BaseModel):
+    name: str = Field(description="assignment_ratio, holdout_share, feature_drift, "
+                      "missing_outcomes, outcomes_stopped or failed_jobs.")
+    status: Literal["ok", "warn", "alert"]
+    reason: str = Field(description="What was measured, in plain words.")
+    fix: str = Field(description="What to do about it.")
+
+
+class ExperimentHealthOut(BaseModel):
+    """Live monitoring of the experiment's current phase (epoch)."""
+
+    name: str
+    phase: str
+    epoch: int
+    at: str = Field(description="When it was computed (UTC).")
+    status: Literal["ok", "warn", "alert"] = Field(description="The worst flag's status.")
+    settings: dict[str, Any]
+    traffic: dict[str, Any] = Field(
+        description="decisions and events: total, last_window, per_minute_window, "
+                    "per_minute_since_start (since the phase's first decision), first_at, "
+                    "last_at.")
+    assignment: dict[str, Any] = Field(
+        description="tests: chi-square tests of the randomized decisions against their "
+                    "shares; holdout: the launched holdout share test (null before a launch).")
+    drift: dict[str, Any] = Field(
+        description="PSI per feature of the latest live decisions against the training log "
+                    "of the model in use (model_id), with bin shares.")
+    outcomes: dict[str, Any] = Field(
+        description="Units past the grace period without any outcome event, and whether "
+                    "events stopped arriving.")
+    jobs: dict[str, Any]
+    flags: list[FlagOut]
 
 
 class HealthOut(BaseModel):

@@ -711,6 +711,14 @@ class EventStore:
                 ).scalar_one()
             )
 
+    def event_arrivals(self, experiment: str, epoch: int) -> list[Any]:
+        """``(unit, received at)`` of every outcome event of ``epoch`` (for monitoring)."""
+        oc = t.outcomes.c
+        q = sa.select(oc.unit, oc.created_at).where(
+            (oc.experiment == experiment) & (oc.epoch == epoch))
+        with self.engine.connect() as conn:
+            return list(conn.execute(q).all())
+
     def event_ids(self, experiment: str) -> set[str]:
         with self.engine.connect() as conn:
             rows = conn.execute(
