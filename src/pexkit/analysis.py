@@ -152,6 +152,7 @@ def analyze(
             "hypervolume": front.hypervolume(),
             "n_on_front": n_on,
             "candidates": list(candidates.labels) if candidates is not None else [],
+            "candidates_note": candidates.meta.get("distinct") if candidates is not None else None,
             "seconds": front.meta["seconds"],
         }
     if not on_cluster:

@@ -61,11 +61,34 @@ def test_methods_return_a_consistent_front(method, sim, fitted):
 
 def test_select_and_include_single(sim, fitted):
     front = px.optimize_policies(fitted, sim.data, method="sobol", budget=64)
-    sub = front.select(q=3)
+    sub = front.select(q=3, distinct=0)
     assert len(sub) == min(3, int(front.on_front.sum())) and sub.candidate.all()
     assert sub.hypervolume() <= front.hypervolume() + 1e-12
     with_single = front.select(q=4, include_single=True)
     assert any(lab.startswith("all ") for lab in with_single.labels)
+
+
+def test_candidates_are_distinct_policies_not_near_copies(sim, fitted):
+    front = px.optimize_policies(fitted, sim.data, method="sobol", budget=300, random_state=1)
+    # 12 of the 62 front policies: the hypervolume-best twelve hold near-copies
+    plain = front.select(q=12, distinct=0)
+    picked = front.select(q=12)
+
+    def copies(sub):
+        # recomputed from the lifts and SEs: every outcome within one unpaired SE
+        return [(a, b) for a in range(len(sub)) for b in range(a + 1, len(sub))
+                if np.all(np.abs(sub.lifts[a] - sub.lifts[b])
+                          < np.sqrt(sub.lift_se[a] ** 2 + sub.lift_se[b] ** 2))]
+
+    assert copies(plain), "the dense front's plain selection should hold near-copies"
+    assert not copies(picked)
+    assert len(picked) < 12 and "distinct policies" in picked.meta["distinct"]
+    # dropping copies costs little of what the candidates span
+    assert picked.hypervolume() >= 0.8 * plain.hypervolume()
+    # a front whose policies are all within noise of each other yields one candidate
+    noisy = front.subset(list(range(len(front))))
+    noisy.lift_se = noisy.lift_se * 1e6
+    assert len(noisy.select(q=4)) == 1
 
 
 def test_guardrails_hold_on_the_front(sim, fitted):

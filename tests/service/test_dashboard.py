@@ -120,6 +120,9 @@ def test_experiment_page_renders_front_tree_segments(launched: Any, browser: Any
     page.wait_for_function("document.getElementById('policy-detail').innerText.includes('Policy')")
     detail = page.locator("#policy-detail").inner_text()
     assert "weights" in detail and "lift" in detail
+    assert "vs all-" in detail and "(95% CI)" in detail  # against the best single treatment
+    # and the page says what personalizing adds over that treatment, in words
+    assert "Personalization: " in page.locator("p.personalization").first.inner_text()
     page.locator("#policy-detail").screenshot(path=str(ARTIFACTS / "dashboard-policy-click.png"))
     assert errors == []
     page.close()

@@ -78,7 +78,9 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     trained = api.run_job(NAME, "train", learner="auto", n_folds=3)
     assert trained["n_units"] == 6000
     opt = api.run_job(NAME, "optimize", budget=500, q=3)
-    assert opt["hypervolume"] > 0 and len(opt["candidates"]) == 4  # 3 front + utility
+    # 3 distinct front policies + utility; fewer when the front holds fewer distinct ones
+    assert opt["hypervolume"] > 0 and 2 <= len(opt["candidates"]) <= 4
+    assert len(opt["candidates"]) == 4 or opt["candidates_note"] or opt["skipped_untunable"]
 
     # 2. tune: candidates become arms; two Ax rounds on the online metrics
     exp = api.tune(NAME)

@@ -240,6 +240,8 @@ def _print_front(result: AnalysisResult) -> None:
     )
     for sentence in tradeoff_sentences(front, control, idx):
         console.print(f"  • {sentence}")
+    if cands.meta.get("distinct"):
+        console.print(f"candidates: {cands.meta['distinct']}")
 
 
 @app.command("simulate")

@@ -110,7 +110,17 @@ class ParetoFront:
             return 0.0
         return hypervolume(self.objectives[mask], ref * self.signs)
 
-    def select(self, q: int = 4, include_single: bool = False) -> ParetoFront:
+    def near_copies(self, i: int, j: int, distinct: float = 1.0) -> bool:
+        """Whether policies ``i`` and ``j`` differ by less than ``distinct`` standard errors
+        (``sqrt(se_i^2 + se_j^2)``) in every outcome's lift: an online test could not
+        tell them apart, so they are near-copies."""
+        gap = np.abs(self.lifts[i] - self.lifts[j])
+        noise = np.sqrt(self.lift_se[i] ** 2 + self.lift_se[j] ** 2)
+        return bool(np.all(gap < distinct * noise))
+
+    def select(
+        self, q: int = 4, include_single: bool = False, distinct: float = 1.0
+    ) -> ParetoFront:
         """A smaller front: the q policies whose subset has the largest hypervolume.
 
         Parameters
@@ -120,6 +130,11 @@ class ParetoFront:
         include_single : bool
             Force in the single-treatment baselines that are not dominated by
             another single treatment (so an online test can compare with them).
+        distinct : float
+            No two picks are near-copies (:meth:`near_copies`: within this many
+            standard errors in every outcome); when the front holds fewer than
+            ``q`` distinct policies, fewer are returned and ``meta["distinct"]``
+            says so. 0 turns the check off.
         """
         pool = [int(i) for i in np.flatnonzero(self.on_front)]
         include: list[int] = []
@@ -133,14 +148,34 @@ class ParetoFront:
                 pool = list(dict.fromkeys(pool + include))
         if not pool:
             raise InvalidParameterError("the front is empty; nothing to select from.")
-        q = min(q, len(pool))
-        local_include = [pool.index(i) for i in include]
-        picked = select_subset(
-            self.objectives[pool], self.reference_point * self.signs, q, include=local_include
-        )
-        idx = [pool[i] for i in picked]
+        ref = self.reference_point * self.signs
+        kept = list(include)
+        while True:  # the best subset; drop a pick that copies an earlier one, and again
+            k = min(q, len(pool))
+            picked = select_subset(self.objectives[pool], ref, k,
+                                   include=[pool.index(i) for i in kept])
+            idx: list[int] = []
+            copy = None
+            for i in (pool[j] for j in picked):
+                if distinct > 0 and any(self.near_copies(i, j, distinct) for j in idx):
+                    copy = i
+                    break
+                idx.append(i)
+            if copy is None:
+                break
+            kept = idx
+            pool = [i for i in pool if i in kept
+                    or not any(self.near_copies(i, j, distinct) for j in kept)]
+            if len(pool) <= len(kept):
+                break
         sub = self.subset(idx)
         sub.candidate = np.ones(len(idx), dtype=bool)
+        if len(idx) < q and distinct > 0:
+            sub.meta["distinct"] = (
+                f"{len(idx)} distinct policies on the front (asked for {q}): every other "
+                f"front policy is within {distinct:g} standard error(s) of one of them in "
+                "every outcome, so an online test could not tell them apart"
+            )
         return sub
 
     def subset(self, idx: list[int]) -> ParetoFront:

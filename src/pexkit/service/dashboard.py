@@ -468,9 +468,14 @@ def _front_section(front: dict[str, Any]) -> str:
                       "click a point)", xaxis_title=f"{_label(x_name)} lift",
                       yaxis_title=f"{_label(y_name)} lift")
     detail = {str(p["id"]): {k: p.get(k) for k in ("id", "candidate", "weights", "lift",
-                                                      "share", "biases")} for p in pols}
+                                                      "share", "biases", "vs_best_single")}
+              for p in pols}
     hv = front.get("hypervolume")
-    return ("<section><h2>Offline Pareto front</h2><p class='muted'>hypervolume "
+    pers = (front.get("meta") or {}).get("personalization") or {}
+    said = "".join(f"<p class='personalization'>{_e(text)}</p>" for text in (
+        pers.get("sentence") and f"Personalization: {pers['sentence']}",
+        pers.get("candidates_note") and f"Candidates: {pers['candidates_note']}") if text)
+    return ("<section><h2>Offline Pareto front</h2>" + said + "<p class='muted'>hypervolume "
             f"{_num(hv)}; reference point {_e(front.get('reference_point'))}</p>"
             + _fig(fig, "front") + "<div id='policy-detail' class='muted'>Click a point to see "
             "its policy.</div>" + _data_block("front-policies", detail) + "</section>")

@@ -203,6 +203,21 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
             f"({model.spec_.outcome_names[0]!r}) a positive weight, so none can be tuned; "
             "list an outcome the team wants to improve first in the spec."
         )
+    # what personalizing adds over the best single treatment (the dashboard says it)
+    from pexkit.evaluation import build_scores
+    from pexkit.evaluation.personalization import lifts_vs_arm, personalization_value
+
+    scores = build_scores(log, model)
+    named = {"utility": utility, **{f"candidate {i + 1}": p
+                                    for i, p in enumerate(chosen.policies)}}
+    pers = personalization_value(log, model, named, utility, scores)
+    best = model.spec_.treatment_index(pers["best_single"])
+    lift, se = lifts_vs_arm(front.policies, log, model, best, scores)
+    front.meta["vs_best_single"] = {"arm": model.spec_.arms[best], "lift": lift, "lift_se": se}
+    front.meta["personalization"] = {"best_single": pers["best_single"],
+                                     "sentence": pers["sentence"],
+                                     "candidates_note": chosen.meta.get("distinct"),
+            "personalization": pers["sentence"]}
     space = TuningSpace.from_model(model)
     front_doc = front.to_dict()
     front_id = svc.registry.put_json(name, "front", front_doc)
@@ -210,7 +225,8 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
         s, front_id=front_id, candidates=tuple(versions), tuning_space=space.to_dict(),
     ))
     return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
-            "candidates": versions, "skipped_untunable": skipped}
+            "candidates": versions, "skipped_untunable": skipped,
+            "candidates_note": chosen.meta.get("distinct")}
 
 
 def _linear_version(
