@@ -27,6 +27,7 @@ from pexkit.exceptions import InvalidParameterError, PexkitError
 from pexkit.service import errors as E
 from pexkit.service.auth import Gate, KeyCache, authorize
 from pexkit.service.core import DecisionService
+from pexkit.service.docs import add_offline_docs
 from pexkit.service.schemas import (
     BacktestOut,
     CreateExperiment,
@@ -195,7 +196,10 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
             "`Authorization: Bearer KEY`. Errors are `{\"detail\": \"...\"}`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc with their assets from a package, not a CDN
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.add_middleware(Gate, keys=keys, decide=hot_decide)
 
     @app.exception_handler(PexkitError)
