@@ -82,3 +82,41 @@ def test_report_explains_the_headline_policy_and_its_segments(sim, fitted):
     # and can be left out
     plain = render_report(sim.data, fitted, front, explain=False)
     assert "Interpretable policy" not in plain and 'id="segments"' not in plain
+
+
+def test_report_has_the_analysis_staples(sim, fitted):
+    from pexkit.effects.diagnostics import auuc_table
+
+    front = px.optimize_policies(fitted, sim.data, method="sobol", budget=16)
+    html = render_report(sim.data, fitted, front)
+    assert "Per-unit effect estimates" in html  # CATE distributions
+    # the AUUC table: one row per (treatment, outcome), the numbers of auuc_table
+    table = re.search(r'<table id="auuc">(.*?)</table>', html, re.S).group(1)
+    expected = auuc_table(fitted)
+    assert table.count("<tr>") == 1 + len(expected)
+    assert f"{expected.iloc[0]['auuc']:.3g}" in table
+    assert "share of units treated (best first)" in html  # labelled uplift axes
+    balance = re.search(r'<table id="balance">(.*?)</table>', html, re.S).group(1)
+    assert balance.count("<tr>") >= 2 and "standardized difference" in balance
+    assert "What drives each effect" in html  # importance per effect
+
+
+def test_a_first_split_on_a_feature_without_heterogeneity_is_flagged():
+    from pexkit.explain import feature_importance
+    from pexkit.report.staples import noise_split_warning
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    import pandas as pd
+
+    df = pd.DataFrame({"a": rng.normal(size=n), "noise": rng.normal(size=n),
+                       "t": rng.integers(0, 2, n)})
+    df["y"] = df.t * (0.2 + df.a) + rng.normal(size=n)
+    spec = px.ExperimentSpec(treatment="t", arms=[0, 1], outcomes=["y"], numeric=["a", "noise"])
+    data = px.LoggedData.from_frame(df, spec)
+    model = px.EffectModel(learner="t", n_folds=2).fit(data)
+    imp = feature_importance(model, data)
+    assert imp.set_index("feature").loc["noise", "importance"] < 0.05 < imp.set_index(
+        "feature").loc["a", "importance"]
+    assert "'noise'" in noise_split_warning("noise", imp)
+    assert noise_split_warning("a", imp) is None

@@ -405,7 +405,7 @@ def feature_importance(
         min_samples_leaf=max(2, math.ceil(min_share * rows.shape[0])),
         max_features=0.5, random_state=random_state, n_jobs=1,
     )
-    forest.fit(Xs, Z)
+    forest.fit(Xs, Z[:, 0] if Z.shape[1] == 1 else Z)  # one effect: a 1-d target
     p = X.shape[1]
     decrease = np.zeros((p, Z.shape[1]))
     for est in forest.estimators_:

@@ -14,12 +14,19 @@ from plotly.subplots import make_subplots
 
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
-from pexkit.effects.diagnostics import calibration, uplift_curve
+from pexkit.effects.diagnostics import calibration
 from pexkit.evaluation.personalization import personalization_value
 from pexkit.explain import DistilledPolicy, Segments, distill, feature_importance
 from pexkit.explain import segments as find_segments
 from pexkit.optimize import ParetoFront
 from pexkit.policy import LinearPolicy
+from pexkit.report.staples import (
+    balance_rows,
+    effect_distributions,
+    importance_heatmap,
+    noise_split_warning,
+    uplift_figure,
+)
 
 __all__ = ["render_report", "tradeoff_sentences", "write_report"]
 
@@ -118,7 +125,7 @@ def _front_figure(front: ParetoFront) -> go.Figure:
     return fig
 
 
-def _grid(model: EffectModel, kind: str) -> go.Figure:
+def _calibration_figure(model: EffectModel) -> go.Figure:
     spec = model.spec_
     K, M = spec.n_treatments, spec.n_outcomes
     titles = [
@@ -128,31 +135,24 @@ def _grid(model: EffectModel, kind: str) -> go.Figure:
     fig = make_subplots(rows=K - 1, cols=M, subplot_titles=titles)
     for k in range(1, K):
         for m in range(M):
-            if kind == "calibration":
-                cal = calibration(model, k, m)
-                fig.add_trace(go.Scatter(
-                    x=cal.predicted, y=cal.estimated, mode="markers",
-                    error_y={"type": "data", "array": 1.96 * cal.se}, marker={"color": "#1a73e8"},
-                    showlegend=False, hovertemplate="predicted %{x:.3g}<br>DR estimate %{y:.3g}",
-                ), row=k, col=m + 1)
-                lo = float(min(cal.predicted.min(), cal.estimated.min()))
-                hi = float(max(cal.predicted.max(), cal.estimated.max()))
-                fig.add_trace(go.Scatter(
-                    x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "#9aa0a6"},
-                    showlegend=False, hoverinfo="skip",
-                ), row=k, col=m + 1)
-            else:
-                up = uplift_curve(model, k, m)
-                fig.add_trace(go.Scatter(
-                    x=up.fraction, y=up.gain, mode="lines", line={"color": "#1a73e8"},
-                    showlegend=False, hovertemplate="treat top %{x:.0%}<br>gain %{y:.3g}",
-                ), row=k, col=m + 1)
-                fig.add_trace(go.Scatter(
-                    x=up.fraction, y=up.random, mode="lines", line={"dash": "dash", "color": "#9aa0a6"},
-                    showlegend=False, hoverinfo="skip",
-                ), row=k, col=m + 1)
-    title = "Calibration: predicted vs DR-estimated effect" if kind == "calibration" else "Uplift curves (goal-signed)"
-    fig.update_layout(height=260 * (K - 1) + 60, title=title, margin={"l": 40, "r": 20, "t": 70, "b": 30})
+            cal = calibration(model, k, m)
+            fig.add_trace(go.Scatter(
+                x=cal.predicted, y=cal.estimated, mode="markers",
+                error_y={"type": "data", "array": 1.96 * cal.se}, marker={"color": "#1a73e8"},
+                showlegend=False, hovertemplate="predicted %{x:.3g}<br>DR estimate %{y:.3g}",
+            ), row=k, col=m + 1)
+            lo = float(min(cal.predicted.min(), cal.estimated.min()))
+            hi = float(max(cal.predicted.max(), cal.estimated.max()))
+            fig.add_trace(go.Scatter(
+                x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "#9aa0a6"},
+                showlegend=False, hoverinfo="skip",
+            ), row=k, col=m + 1)
+            fig.update_xaxes(title_text="predicted effect", row=k, col=m + 1)
+            fig.update_yaxes(title_text="DR-estimated effect" if m == 0 else None,
+                             row=k, col=m + 1)
+    fig.update_layout(height=280 * (K - 1) + 60,
+                      title="Calibration: predicted vs DR-estimated effect (by decile)",
+                      margin={"l": 50, "r": 20, "t": 70, "b": 50})
     return fig
 
 
@@ -223,6 +223,9 @@ def _explain_context(
             ],
             "shares": ", ".join(f"{v:.0%} {a}" for a, v in distilled.shares.items() if v > 0.005),
         }
+        root = distilled.tree.root
+        context["root_feature"] = (None if root.is_leaf
+                                   else distilled.tree.feature_names[root.feature])
     segs = segs if segs is not None else find_segments(model, data, max_depth=2)
     cells = [(a, o) for a in spec.arms[1:] for o in spec.outcome_names]
     rows = []
@@ -247,6 +250,8 @@ def _explain_context(
         "cells": [f"{a} · {o}" for a, o in cells],
     }
     imp = importance if importance is not None else feature_importance(model, data)
+    context["noise_split"] = noise_split_warning(context.get("root_feature"), imp)
+    context["importance_by_effect_fig"] = importance_heatmap(imp)
     top = imp.head(15).iloc[::-1]
     fig = go.Figure(go.Bar(
         x=top["importance"], y=top["feature"], orientation="h", marker={"color": "#1a73e8"},
@@ -357,6 +362,8 @@ def render_report(
 
     explained = _explain_context(data, model, front, distilled, segments, importance, explain)
     explained["importance_html"] = html(explained.pop("importance_fig", None))
+    explained["importance_by_effect_html"] = html(explained.pop("importance_by_effect_fig", None))
+    uplift_fig, auuc_rows = uplift_figure(model)
     template = env.get_template("report.html.j2")
     return template.render(
         **explained,
@@ -365,8 +372,10 @@ def render_report(
         outcomes=list(spec.outcome_names), control=spec.control, arm_rows=arm_rows,
         srm_sentence=srm, ate_rows=ate_rows, headline=headline,
         front_html=html(_front_figure(front)),
-        calibration_html=html(_grid(model, "calibration")),
-        uplift_html=html(_grid(model, "uplift")),
+        calibration_html=html(_calibration_figure(model)),
+        uplift_html=html(uplift_fig), auuc_rows=auuc_rows,
+        distributions_html=html(effect_distributions(model)),
+        balance=balance_rows(data),
         history_html=html(_history_figure(front)),
         hypervolume=f"{front.hypervolume():.4g}",
         reference=", ".join(f"{o} {_num(v)}" for o, v in zip(spec.outcome_names, front.reference_point, strict=True)),
