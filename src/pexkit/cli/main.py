@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from pexkit.analysis import AnalysisResult, analyze
 from pexkit.data import LoggedData
@@ -23,15 +24,89 @@ from pexkit.policy import LinearPolicy
 from pexkit.simulate import SCENARIOS, simulate
 from pexkit.spec import ExperimentSpec
 
+_PLAIN_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH",
+                "list[str]": "TEXT", "bool": "BOOLEAN"}
+
+
+def _plain_type(display: str | None) -> str | None:
+    """Typer's ``<int>``-style type tag as a click-style metavar (INTEGER, PATH, TEXT)."""
+    if display is None:
+        return None
+    bare = display.removeprefix("<").removesuffix(">")
+    return _PLAIN_TYPES.get(bare, bare.upper())
+
+
+class _Option(TyperOption):
+    """Help without type tags on flags (``--progress``, ``--help``), PATH/TEXT on values."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        return self.metavar or _plain_type(self.display_type(ctx))
+
+
+class _Argument(TyperArgument):
+    """``LOG`` in the usage line and the help (typer's default reads ``{log}``)."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or str(self.name or "").upper()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return _plain_type(self.display_type(ctx))
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name if self.nargs == 1 else name + "..."
+
+
+def _plain_help(params: list[Any]) -> list[Any]:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_help(super().get_params(ctx))
+
+
 app = typer.Typer(
     help="pexkit: personalized experimentation. Learn per-user effects from a randomized "
     "experiment, turn them into multi-objective policies, and evaluate those policies "
     "off-policy with confidence intervals.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Group,
 )
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from pexkit import __version__
+
+        console.print(f"pexkit {__version__}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """pexkit: personalized experimentation. Learn per-user effects from a randomized
+    experiment, turn them into multi-objective policies, and evaluate those policies
+    off-policy with confidence intervals."""
 
 
 def _fmt(x: float) -> str:
@@ -100,7 +175,7 @@ def _print_result(result: AnalysisResult) -> None:
         console.print(f"[bold]personalization[/bold]: {pers['sentence']}")
 
 
-@app.command("analyze")
+@app.command("analyze", cls=_Command)
 def analyze_cmd(
     log: Annotated[Path, typer.Argument(help="Experiment log: a CSV or Parquet file, one row per unit.")],
     spec: Annotated[Path, typer.Option("--spec", help="YAML spec: treatment, outcomes, features.")],
@@ -129,6 +204,8 @@ def analyze_cmd(
     experiment = ExperimentSpec.from_yaml(spec)
     if not experiment.features:  # nothing to personalize on: the A/B readout
         _ab_readout(LoggedData.from_path(log, experiment), out, json_path)
+        console.print(f"next: add features to {spec} to personalize, or read "
+                      f"{out / 'summary.json'}", markup=False, highlight=False, soft_wrap=True)
         return
     client = local = None
     if cluster is not None:
@@ -158,10 +235,18 @@ def analyze_cmd(
         console.print(f"wrote {out / 'summary.json'} and {out / 'effects'}/ (one file per part)")
         if result.front is not None:
             console.print(f"wrote {out / 'policies.json'} (no report.html on a cluster)")
+        console.print(f"next: read {out / 'summary.json'}; to serve a policy, pexkit serve "
+                      "(see pexkit serve --help)", markup=False, highlight=False, soft_wrap=True)
         return
     console.print(f"wrote {out / 'summary.json'} and {out / 'effects.parquet'}")
     if result.front is not None:
         console.print(f"wrote {out / 'policies.json'} and {out / 'report.html'}")
+        console.print(f"next: open {out / 'report.html'} in a browser (the effects, the Pareto "
+                      "front and the candidates for an online test)", markup=False,
+                      highlight=False, soft_wrap=True)
+    else:
+        console.print(f"next: read {out / 'summary.json'}, or run again without --no-optimize "
+                      "for the Pareto front and report.html", markup=False, highlight=False, soft_wrap=True)
 
 
 def _ab_readout(data: LoggedData, out: Path, json_path: Path | None) -> None:
@@ -244,7 +329,7 @@ def _print_front(result: AnalysisResult) -> None:
         console.print(f"candidates: {cands.meta['distinct']}")
 
 
-@app.command("simulate")
+@app.command("simulate", cls=_Command)
 def simulate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the log (.csv or .parquet).")] = Path("simulated.csv"),
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Where to write the spec YAML.")] = None,
@@ -273,9 +358,9 @@ def simulate_cmd(
     )
 
 
-@app.command("demo")
+@app.command("demo", cls=_Command)
 def demo_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("pexkit-demo"),
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-out"),
     n: Annotated[int, typer.Option("--n", help="Units to simulate.")] = 30_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the summary JSON here.")] = None,
@@ -321,9 +406,12 @@ def demo_cmd(
     if json_path is not None:
         json_path.write_text(json.dumps(summary, indent=2, default=float))
     console.print(f"wrote {out / 'summary.json'}, {out / 'effects.parquet'}, {out / 'policies.json'} and {out / 'report.html'}")
+    console.print(f"next: open {out / 'report.html'} in a browser; then try your own log: "
+                  "pexkit analyze LOG.csv --spec SPEC.yaml --out OUT/ (pexkit simulate writes "
+                  "an example of both)", markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command("serve")
+@app.command("serve", cls=_Command)
 def serve_cmd(
     db: Annotated[
         str,
@@ -367,6 +455,10 @@ def serve_cmd(
     os.environ["PEXKIT_DB"] = db
     err.print(f"pexkit serve: http://{host}:{port}/ (API /v1, docs /docs), store {db}, "
               f"{workers} worker(s)")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    err.print(f"next: open the dashboard at http://{shown}:{port}/?key=$PEXKIT_ADMIN_KEY "
+              "(your admin key; it moves into a cookie), or call it from Python: "
+              f"px.Client('http://{shown}:{port}', KEY)", markup=False, highlight=False, soft_wrap=True)
     uvicorn.run(
         "pexkit.service.asgi:app", host=host, port=port, workers=workers,
         log_level="warning", access_log=False, loop=_loop(), http=_http(),
@@ -396,7 +488,7 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_cmd(
     experiment: Annotated[str, typer.Argument(help="Experiment name in the event store.")],
     version: Annotated[int, typer.Argument(help="Policy version to export (a linear or tree version).")],
@@ -473,7 +565,8 @@ def export_cmd(
     source = Path(evaluator.__file__)
     console.print(
         f"wrote {path}: {what}, version {version} of {experiment!r}, arms {artifact['arms']}.\n"
-        f"To decide without pexkit (numpy only), copy {source} next to your application:\n"
+        f"next: to decide without pexkit (numpy only), copy {source} next to your "
+        "application:\n"
         "    from evaluator import PolicyEvaluator\n"
         f"    policy = PolicyEvaluator.load({str(path)!r})\n"
         "    arm = policy.arms[policy.choose([features])[0]]  # features: dict of "
