@@ -235,6 +235,66 @@ class Simulation:
                      for o in self.all_outcomes if o not in self.spec.outcome_names]
         return ExperimentSpec.from_dict({**self.spec.to_dict(), "outcomes": outcomes})
 
+    def draw_outcomes(self, features: Any, arms: Any, seed: int | None = None) -> pd.DataFrame:
+        """Draw outcomes for units with these features under these arms.
+
+        What the simulated world answers when a service (or any policy) chose
+        the arm: e.g. the arms ``px.Client.decide_batch`` returned, to log back.
+
+        Parameters
+        ----------
+        features : DataFrame or sequence of dict
+            One row per unit with the scenario's feature columns (extra ones are
+            ignored), e.g. the features sent to ``decide``.
+        arms : sequence of str or int
+            One arm per unit: a label (``"light"``) or an index in ``spec.arms``.
+        seed : int, optional
+            Seed of the outcome noise.
+
+        Returns
+        -------
+        DataFrame with one column per outcome in ``all_outcomes`` (long-term ones
+        included), one row per unit, in the order given.
+
+        Examples
+        --------
+        >>> sim = simulate("notifications", n_units=100, seed=0)
+        >>> users = sim.frame.head(3)
+        >>> sim.draw_outcomes(users, ["control", "heavy", 1], seed=1).shape
+        (3, 4)
+        """
+        frame = features if isinstance(features, pd.DataFrame) else pd.DataFrame(list(features))
+        cols = [*self.scenario.numeric, *self.scenario.categorical]
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise InvalidParameterError(
+                f"'features': missing columns {missing}; the scenario needs {cols}."
+            )
+        labels = list(self.scenario.arms)
+        idx = []
+        for a in list(arms):
+            if isinstance(a, str):
+                if a not in labels:
+                    raise InvalidParameterError(f"'arms': unknown arm {a!r}; expected one of {labels}.")
+                idx.append(labels.index(a))
+            elif isinstance(a, int | np.integer) and not isinstance(a, bool) and 0 <= a < len(labels):
+                idx.append(int(a))
+            else:
+                raise InvalidParameterError(
+                    f"'arms': expected an arm label from {labels} or an index 0-{len(labels) - 1}; "
+                    f"got {a!r}."
+                )
+        n = len(frame)
+        if len(idx) != n:
+            raise InvalidParameterError(
+                f"'arms' must hold one arm per unit ({n}); got {len(idx)}."
+            )
+        frame = frame[cols].reset_index(drop=True)
+        mu = self.scenario.means(frame)
+        y = self.scenario.draw(mu[np.arange(n), np.asarray(idx, dtype=np.int64), :],
+                               np.random.default_rng(seed))
+        return pd.DataFrame(y, columns=list(self.all_outcomes))
+
     def _indices(self, outcomes: Any) -> list[int]:
         names = self.spec.outcome_names if outcomes is None else tuple(outcomes)
         unknown = [o for o in names if o not in self.all_outcomes]
