@@ -93,8 +93,13 @@ def _front_figure(front: ParetoFront) -> go.Figure:
     spec = front.spec
     names = spec.outcome_names
     pairs = [(a, b) for a in range(len(names)) for b in range(a + 1, len(names))] or [(0, 0)]
+    # at most 3 panels a row (6 side by side overlapped their titles); the legend sits
+    # below the last row's axis titles
+    n_cols = min(3, len(pairs))
+    n_rows = -(-len(pairs) // n_cols)
     fig = make_subplots(
-        rows=1, cols=len(pairs),
+        rows=n_rows, cols=n_cols, horizontal_spacing=0.09,
+        vertical_spacing=0.3 / n_rows if n_rows > 1 else 0.0,
         subplot_titles=[f"{names[b]} vs {names[a]}" for a, b in pairs],
     )
     labels = front.labels
@@ -107,21 +112,25 @@ def _front_figure(front: ParetoFront) -> go.Figure:
         ("single treatment", single, {"size": 12, "color": "#d93025", "symbol": "diamond"}),
     ]
     hover = [_hover(front, p) for p in range(len(front))]
-    for col, (a, b) in enumerate(pairs, start=1):
+    for i, (a, b) in enumerate(pairs):
+        row, col = i // n_cols + 1, i % n_cols + 1
         for name, mask, marker in groups:
             idx = np.flatnonzero(mask)
             fig.add_trace(
                 go.Scatter(
                     x=front.lifts[idx, a], y=front.lifts[idx, b], mode="markers",
-                    marker=marker, name=name, legendgroup=name, showlegend=col == 1,
+                    marker=marker, name=name, legendgroup=name, showlegend=i == 0,
                     text=[hover[i] for i in idx], hoverinfo="text",
                     customdata=[labels[i] for i in idx],
                 ),
-                row=1, col=col,
+                row=row, col=col,
             )
-        fig.update_xaxes(title_text=f"{names[a]} lift", row=1, col=col, zeroline=True)
-        fig.update_yaxes(title_text=f"{names[b]} lift", row=1, col=col, zeroline=True)
-    fig.update_layout(height=420, margin={"l": 40, "r": 20, "t": 40, "b": 40}, legend={"orientation": "h"})
+        fig.update_xaxes(title_text=f"{names[a]} lift", row=row, col=col, zeroline=True)
+        fig.update_yaxes(title_text=f"{names[b]} lift", row=row, col=col, zeroline=True)
+    # the legend's top 70 px under the plotting area: below the x-axis titles, not on them
+    fig.update_layout(height=340 * n_rows + 130, margin={"l": 60, "r": 20, "t": 40, "b": 110},
+                      legend={"orientation": "h", "x": 0, "xanchor": "left", "yanchor": "top",
+                              "y": -70 / (340 * n_rows - 20)})
     return fig
 
 
