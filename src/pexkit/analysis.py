@@ -135,6 +135,8 @@ def analyze(
             spec.default_weights_note() if weights is None and not spec.weights_given else None
         ),
         "policies": {name: value.to_dict() for name, value in policies.items()},
+        "guardrails": [{"outcome": g.outcome, "max_change": g.max_change, "bound": g.bound}
+                       for g in guardrails],
     }
     front = candidates = None
     if optimize:

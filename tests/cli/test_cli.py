@@ -1,4 +1,6 @@
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -9,10 +11,10 @@ import pexkit as px
 from pexkit.cli.main import main
 
 
-def run(args):
+def run(args, **env):
     return subprocess.run(
         [sys.executable, "-c", "from pexkit.cli.main import main; main()", *args],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env={**os.environ, **env} if env else None,
     )
 
 
@@ -24,7 +26,7 @@ def test_analyze_writes_summary_and_effects(tmp_path):
     result = run([
         "analyze", str(tmp_path / "log.parquet"), "--spec", str(tmp_path / "spec.yaml"),
         "--out", str(out), "--folds", "2", "--json", str(tmp_path / "s.json"), "--no-progress",
-    ])
+    ], COLUMNS="200")  # the scorecards' width (the suite's environment sets 80)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_units"] == 3000
@@ -38,6 +40,13 @@ def test_analyze_writes_summary_and_effects(tmp_path):
     assert "tau[heavy][engagement]" in effects.columns
     assert json.loads((tmp_path / "s.json").read_text()) == summary
     assert "Average effects vs control" in result.stdout
+    # scorecards: human column names, no raw ones, and control against itself is not a row
+    for col in ("Control mean", "Treatment mean", "Change", "95% CI", "Relative change",
+                "Verdict", "Policy mean"):
+        assert col in result.stdout, col
+    for raw in ("ci_low", "ci_high", " se ", "[+0, +0]", "+0 ["):
+        assert raw not in result.stdout, raw
+    assert "│ all control" not in result.stdout and "│ all heavy " in result.stdout
     # the simulator's bare spec has no weights: the default utility is said out loud
     assert summary["utility_weights_source"] == "default"
     assert summary["utility"] == "1 engagement"
@@ -50,6 +59,40 @@ def test_analyze_writes_summary_and_effects(tmp_path):
     assert pers["best_single"] in ("control", "light", "heavy")
     assert f"over all-{pers['best_single']}" in stdout and "personalization:" in stdout
     assert set(pers["policies"]) >= {"utility"}
+
+
+def test_ab_readout_scorecard_is_coloured_by_goal(tmp_path):
+    import numpy as np
+    import yaml
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    arm = rng.choice(["control", "a", "b"], n)
+    pd.DataFrame({
+        "arm": arm, "y": rng.normal(size=n) + 0.5 * (arm == "a"),
+        "unsub": (rng.random(n) < 0.05 + 0.1 * (arm == "a")).astype(int),
+    }).to_csv(tmp_path / "ab.csv", index=False)
+    (tmp_path / "ab.yaml").write_text(yaml.safe_dump({
+        "name": "ab", "treatment": {"column": "arm", "arms": ["control", "a", "b"]},
+        "outcomes": [{"name": "y", "goal": "maximize"}, {"name": "unsub", "goal": "minimize"}],
+    }))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from pexkit.cli.main import main; main()", "analyze",
+         str(tmp_path / "ab.csv"), "--spec", str(tmp_path / "ab.yaml"), "--out",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, env={**env, "FORCE_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = {tuple(c.strip() for c in re.sub(r"\x1b\[[0-9;]*m", "", ln).split("│")[1:3]): ln
+             for ln in result.stdout.splitlines() if ln.count("│") > 5}
+    green, red, grey = "\x1b[32m", "\x1b[31m", "\x1b[37m"
+    # arm a raises y (maximize: green) and unsubscribes (minimize: a significant rise is red)
+    assert green + "better" in lines[("a", "y")] and red not in lines[("a", "y")]
+    assert red + "worse" in lines[("a", "unsub")] and green not in lines[("a", "unsub")]
+    assert grey + "inconclusive" in lines[("b", "y")]  # b changes nothing: grey
+    assert re.search(r"Control mean.*Treatment mean.*Change.*95% CI.*Relative change",
+                     re.sub(r"\x1b\[[0-9;]*m", "", result.stdout))
 
 
 def test_bad_input_exits_2_with_message(tmp_path):

@@ -137,3 +137,82 @@ def test_full_report_page_renders(launched: Any, browser: Any) -> None:
     page.screenshot(path=str(ARTIFACTS / "dashboard-report.png"))
     assert errors == []
     page.close()
+
+
+# the scorecard colours (pexkit.report.scorecard.COLORS) as Chromium computes them
+SCORE_RGB = {"good": "rgb(19, 115, 51)", "bad": "rgb(179, 38, 30)",
+             "inconclusive": "rgb(95, 99, 104)"}
+GOALS = {"engagement": "maximize", "unsubscribe": "minimize", "revenue": "maximize",
+         "retention_90d": "maximize", "utility": "maximize"}
+
+
+def _scorecard_cells(page: Any, tables: str) -> dict[str, list[tuple[str, str, str]]]:
+    """Per verdict: (metric, change text, computed colour) of each Change cell in ``tables``."""
+    cells: list[dict[str, str]] = page.eval_on_selector_all(
+        ", ".join(f"{t} tr[data-verdict] td.sc-change" for t in tables.split(",")),
+        "els => els.map(e => ({verdict: e.parentElement.dataset.verdict, "
+        "metric: e.parentElement.dataset.metric, text: e.textContent, "
+        "color: getComputedStyle(e).color}))")
+    out: dict[str, list[tuple[str, str, str]]] = {"good": [], "bad": [], "inconclusive": []}
+    for c in cells:
+        out[c["verdict"]].append((c["metric"], c["text"], c["color"]))
+    return out
+
+
+def _check_colours(found: dict[str, list[tuple[str, str, str]]]) -> None:
+    for verdict, rgb in SCORE_RGB.items():
+        assert found[verdict], f"no {verdict} cell"
+        assert {color for _, _, color in found[verdict]} == {rgb}, verdict
+    # good and bad follow each metric's goal: a minimized metric that rises is bad
+    for verdict, up_is in (("good", "maximize"), ("bad", "minimize")):
+        for metric, text, _ in found[verdict]:
+            rose = text.startswith("+")
+            assert rose == (GOALS[metric] == up_is), (verdict, metric, text)
+
+
+def test_scorecards_are_coloured_by_goal(launched: Any, browser: Any) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, errors = open_page(browser, f"{launched.url}/experiments/{NAME}?key={ADMIN}")
+    page.wait_for_selector("#ate")
+    heads = page.locator("#ate thead th").all_inner_texts()
+    assert heads[:8] == ["Treatment", "Metric", "Control mean", "Treatment mean", "Change",
+                         "95% CI", "Relative change", "Verdict"]
+    assert page.locator("#backtest thead th").all_inner_texts()[1:3] == ["Holdout mean",
+                                                                          "Policy mean"]
+    text = page.locator("#ate").inner_text() + page.locator("#backtest").inner_text()
+    assert "[+0, +0]" not in text and "ci_low" not in text and "nan" not in text.lower()
+    _check_colours(_scorecard_cells(page, "#ate, #backtest"))
+    page.locator("#ate").screenshot(path=str(ARTIFACTS / "scorecard-dashboard-effects.png"))
+    page.locator("#backtest").screenshot(path=str(ARTIFACTS / "scorecard-dashboard-backtest.png"))
+    # the report: effects and candidates as scorecards; the headline says what got worse
+    page.click("#report-link")
+    page.wait_for_selector("#ate")
+    found = _scorecard_cells(page, "#ate, #candidate-scorecard")
+    _check_colours(found)
+    # the headline policy: each metric coloured by its verdict, the worse ones first
+    headline = page.locator("#headline-policy")
+    spans = headline.evaluate(
+        "h => [...h.querySelectorAll('span.sc-good, span.sc-bad, span.sc-inconclusive')]"
+        ".map(e => [e.className, getComputedStyle(e).color])")
+    assert len(spans) == 3  # engagement, unsubscribe, revenue
+    assert all(color == SCORE_RGB[cls.removeprefix("sc-")] for cls, color in spans)
+    order = [cls for cls, _ in spans]
+    assert order == sorted(order, key=["sc-bad", "sc-good", "sc-inconclusive"].index)
+    assert " vs all-control: " in headline.inner_text()
+    page.locator("#summary").screenshot(path=str(ARTIFACTS / "scorecard-report-headline.png"))
+    page.locator("#effects").screenshot(path=str(ARTIFACTS / "scorecard-report-effects.png"))
+    assert errors == []
+    page.close()
+
+
+def test_tuning_table_means_carry_cis_without_signs() -> None:
+    from pexkit.service.dashboard import _arm_means
+
+    outs = ["engagement", "unsubscribe", "revenue"]
+    got = _arm_means({"n": 100, "engagement": {"mean": 3.3217, "sem": 0.1},
+                      "unsubscribe": {"mean": 0.0453, "sem": 0.004}}, outs)
+    assert got == {"engagement: mean [95% CI]": "3.32 [3.13, 3.52]",
+                   "unsubscribe: mean [95% CI]": "0.0453 [0.0375, 0.0531]",
+                   "revenue: mean [95% CI]": "–"}
+    one = _arm_means({"n": 1, "engagement": {"mean": 2.0, "sem": 0.0}}, outs[:1])
+    assert one == {"engagement: mean [95% CI]": "2.00 no CI (n too small)"}

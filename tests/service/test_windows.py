@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from pexkit.policy.linear import LinearPolicy
+from pexkit.report.scorecard import fmt_interval
 from pexkit.service.core import DecisionService
-from pexkit.service.dashboard import _num
 from pexkit.service.outcomes import EVENT_COLUMNS, aggregate_events
 from pexkit.service.training import training_data
 from pexkit.store import schema as t
@@ -222,7 +222,10 @@ def test_windows_through_the_api_training_log_and_backtest(db_url: str, servers:
         assert (want1["total"] > want["total"]).any()  # untimed later events of epoch 1
         page = httpx.get(f"{srv.url}/experiments/{NAME}?key={ADMIN}", follow_redirects=True)
         assert page.status_code == 200
-        assert _num(rows["bought"]["lift"]) in page.text
+        bought = rows["bought"]  # the backtest scorecard's Change cell
+        change = fmt_interval(bought["lift"], bought["always_valid_low"],
+                              bought["always_valid_high"])[0]
+        assert "<td class='sc-change sc-" in page.text and f">{change}</td>" in page.text
     finally:
         svc.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -87,7 +88,8 @@ app = typer.Typer(
     add_completion=False,
     cls=_Group,
 )
-console = Console()
+# scorecards are wide: piped output (no terminal, no COLUMNS) gets 160 columns, not 80
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -109,8 +111,21 @@ def _root(
     off-policy with confidence intervals."""
 
 
-def _fmt(x: float) -> str:
-    return f"{x:+.4g}"
+def _scorecard(title: str, rows: list[Any], label: str | None, *,
+               headers: tuple[str, ...] | None = None, extra: tuple[str, ...] = ()) -> Table:
+    """A scorecard (pexkit.report.scorecard rows) as a rich table: green good, red bad,
+    grey inconclusive, by each metric's goal."""
+    from rich.text import Text
+
+    from pexkit.report.scorecard import COLUMNS, RICH_STYLES
+
+    table = Table(title=title)
+    for col in ([label] if label else []) + ["Metric", *(headers or COLUMNS), *extra]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(Text(c.text, style=RICH_STYLES[c.tone] if c.tone else "")
+                        for c in row.cells()))
+    return table
 
 
 def _print_result(result: AnalysisResult) -> None:
@@ -137,33 +152,41 @@ def _print_result(result: AnalysisResult) -> None:
     if srm is not None:
         verdict = "[red]MISMATCH[/red]" if srm.mismatch else "ok"
         console.print(f"sample ratio test: chi2={srm.chi2:.2f}, p={srm.p_value:.3g} ({verdict})")
-    table = Table(title="Average effects vs control (DR, 95% CI)")
-    for col in ("treatment", "outcome", "effect", "95% CI", "learner"):
-        table.add_column(col)
+    from pexkit.report.scorecard import COLUMNS, ScoreRow, guardrail_limits
+
+    goals = {o.name: o.goal for o in spec.outcomes}
+    guards = guardrail_limits(result.summary.get("guardrails"))
+    control = result.policies[f"all {spec.control}"].value
     chosen = {
         (r["treatment"], r["outcome"]): r["learner"]
         for r in result.model.selection_.to_dict(orient="records")
     }
-    for row in result.ate.to_dict(orient="records"):
-        table.add_row(
-            str(row["treatment"]), str(row["outcome"]), _fmt(row["estimate"]),
-            f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
-            chosen[(row["treatment"], row["outcome"])],
-        )
-    console.print(table)
-    ptable = Table(title="Policies: DR lift vs all-control (95% CI)")
-    ptable.add_column("policy")
-    for name in spec.outcome_names:
-        ptable.add_column(name)
-    ptable.add_column("share per arm")
+    ate_rows = [
+        ScoreRow(row["outcome"], goals[row["outcome"]], row["estimate"], row["ci_low"],
+                 row["ci_high"], control_mean=float(control[spec.outcome_index(row["outcome"])]),
+                 label=str(row["treatment"]), guardrail=guards.get(row["outcome"]),
+                 extra=(chosen[(row["treatment"], row["outcome"])],))
+        for row in result.ate.to_dict(orient="records")
+    ]
+    console.print(_scorecard(
+        f"Average effects vs {spec.control} (DR, 95% CI; control mean: the DR value of "
+        f"all-{spec.control})", ate_rows, "Treatment", extra=("Learner",)))
+    prows: list[ScoreRow] = []
+    shares: list[str] = []
     for name, value in result.policies.items():
-        cells = [
-            f"{_fmt(value.lift[m])} [{_fmt(value.lift_ci[m, 0])}, {_fmt(value.lift_ci[m, 1])}]"
-            for m in range(spec.n_outcomes)
+        if name == f"all {spec.control}":  # control against itself is not a row
+            continue
+        prows += [
+            ScoreRow(o, goals[o], value.lift[m], value.lift_ci[m, 0], value.lift_ci[m, 1],
+                     control_mean=float(control[m]), treatment_mean=float(value.value[m]),
+                     label=name, guardrail=guards.get(o))
+            for m, o in enumerate(spec.outcome_names)
         ]
-        share = ", ".join(f"{a}: {s:.0%}" for a, s in value.share.items())
-        ptable.add_row(name, *cells, share)
-    console.print(ptable)
+        shares.append(f"{name}: " + ", ".join(f"{a} {s:.0%}" for a, s in value.share.items()))
+    console.print(_scorecard(
+        f"Policies: DR lift vs all-{spec.control} (95% CI)", prows, "Policy",
+        headers=("Control mean", "Policy mean", *COLUMNS[2:])))
+    console.print("who gets what: " + "; ".join(shares), markup=False, highlight=False)
     summary = result.summary
     source = {"spec": "the spec's weights", "given": "the weights given",
               "default": "a default"}[summary["utility_weights_source"]]
@@ -268,20 +291,22 @@ def _ab_readout(data: LoggedData, out: Path, json_path: Path | None) -> None:
         verdict = "[red]MISMATCH[/red]" if data.srm.mismatch else "ok"
         console.print(f"sample ratio test: chi2={data.srm.chi2:.2f}, p={data.srm.p_value:.3g} "
                       f"({verdict})")
-    rich_table = Table(title="A/B readout: each arm vs control (difference in means, 95% CI)")
-    for col in ("treatment", "outcome", "control mean", "treatment mean", "difference",
-                "95% CI", "relative", "rows"):
-        rich_table.add_column(col)
-    for row in summary["ab"]:
-        rel = row["relative"]
-        rich_table.add_row(
-            str(row["treatment"]), str(row["outcome"]), f"{row['control_mean']:.4g}",
-            f"{row['treatment_mean']:.4g}", _fmt(row["estimate"]),
-            f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
-            "n/a (control mean 0)" if rel != rel else f"{rel:+.1%}",
-            f"{row['n_control']:,} / {row['n_treatment']:,}",
+    from pexkit.report.scorecard import ScoreRow, fmt_number
+
+    goals = {o.name: o.goal for o in spec.outcomes}
+    rows = [
+        ScoreRow(
+            str(row["outcome"]), goals[str(row["outcome"])], row["estimate"], row["ci_low"],
+            row["ci_high"], control_mean=row["control_mean"],
+            treatment_mean=row["treatment_mean"], label=str(row["treatment"]),
+            extra=("< 0.0001" if row["p_value"] < 1e-4 else fmt_number(row["p_value"]),
+                   f"{row['n_control']:,} / {row['n_treatment']:,}"),
         )
-    console.print(rich_table)
+        for row in summary["ab"]
+    ]
+    console.print(_scorecard(
+        f"A/B readout: each arm vs {spec.control} (difference in means, 95% CI)", rows,
+        "Treatment", extra=("p-value", "Rows (control / treatment)")))
     console.print("the spec lists no features: no effect model, policies or report (add "
                   "features to personalize)")
     out.mkdir(parents=True, exist_ok=True)
@@ -391,12 +416,15 @@ def demo_cmd(
         table.add_column(col)
     est = result.policies["utility"]
     lifts = {str(k): float(v) for k, v in oracle["lift"].items()}
+    from pexkit.report.scorecard import fmt_interval, fmt_number
+
     for m, name in enumerate(spec.outcome_names):
         table.add_row(
-            name, _fmt(est.lift[m]), f"[{_fmt(est.lift_ci[m, 0])}, {_fmt(est.lift_ci[m, 1])}]",
-            _fmt(lifts[name]),
+            name, *fmt_interval(est.lift[m], est.lift_ci[m, 0], est.lift_ci[m, 1]),
+            fmt_number(lifts[name], signed=True),
         )
-    table.add_row("retention_90d (long-term)", "-", "-", _fmt(lifts["retention_90d"]))
+    table.add_row("retention_90d (long-term)", "-", "-",
+                  fmt_number(lifts["retention_90d"], signed=True))
     console.print(table)
     summary: dict[str, Any] = {
         **result.summary,

@@ -20,6 +20,17 @@ from pexkit.explain import DistilledPolicy, Segments, distill, feature_importanc
 from pexkit.explain import segments as find_segments
 from pexkit.optimize import ParetoFront
 from pexkit.policy import LinearPolicy
+from pexkit.report.scorecard import (
+    COLUMNS,
+    CSS,
+    Limit,
+    ScoreRow,
+    fmt_interval,
+    fmt_number,
+    guardrail_limits,
+    headline_html,
+    html_table,
+)
 from pexkit.report.staples import (
     balance_rows,
     effect_distributions,
@@ -32,11 +43,11 @@ __all__ = ["render_report", "tradeoff_sentences", "write_report"]
 
 
 def _num(x: float) -> str:
-    return f"{x:+.3g}"
+    return fmt_number(x, signed=True)
 
 
 def _pct(x: float) -> str:
-    return f"{x:+.1f}%"
+    return fmt_number(x, signed=True) + "%"
 
 
 def _relative(lift: float, control: float) -> float | None:
@@ -57,10 +68,11 @@ def tradeoff_sentences(front: ParetoFront, control_value: np.ndarray, which: lis
             rel = _relative(lift, control_value[m])
             lo, hi = ci[p, m]
             if rel is not None:
-                rlo, rhi = _relative(lo, control_value[m]), _relative(hi, control_value[m])
-                text = f"{_pct(rel)} {o} [{_pct(rlo or 0)}, {_pct(rhi or 0)}]"
+                est, cis = fmt_interval(rel, _relative(lo, control_value[m]),
+                                        _relative(hi, control_value[m]), unit="%")
             else:
-                text = f"{_num(lift)} {o} [{_num(lo)}, {_num(hi)}]"
+                est, cis = fmt_interval(lift, lo, hi)
+            text = f"{est} {o} {cis}"
             good = lift * spec.signs[m] > 0
             (gains if good else costs).append(text)
         shares = ", ".join(
@@ -188,12 +200,21 @@ def _headline_policy(front: ParetoFront) -> int | None:
 
 
 def _ci_text(est: float, lo: float, hi: float, pct: bool = False) -> str:
-    def one(x: float) -> str:
-        if not np.isfinite(x):
-            return "∞" if x > 0 else "−∞"
-        return f"{x:.1%}" if pct else _num(x)
+    if pct:
+        return " ".join(fmt_interval(100 * est, 100 * lo, 100 * hi, signed=False, unit="%"))
+    return " ".join(fmt_interval(est, lo, hi))
 
-    return f"{one(est)} [{one(lo)}, {one(hi)}]"
+
+def _policy_card(front: ParetoFront, p: int, control_value: np.ndarray,
+                 guards: dict[str, Limit]) -> list[ScoreRow]:
+    """Policy ``p``'s scorecard rows: each outcome's lift vs all-control, goal-coloured."""
+    spec = front.spec
+    return [
+        ScoreRow(o.name, o.goal, front.lifts[p, m], front.lift_ci[p, m, 0],
+                 front.lift_ci[p, m, 1], control_mean=float(control_value[m]),
+                 label=front.labels[p], guardrail=guards.get(o.name))
+        for m, o in enumerate(spec.outcomes)
+    ]
 
 
 def _explain_context(
@@ -325,34 +346,39 @@ def render_report(
                f"{data.srm.chi2:.2f}, p = {data.srm.p_value:.2g}).")
     ate = model.ate()
     chosen = {(r["treatment"], r["outcome"]): r["learner"] for r in model.selection_.to_dict("records")}
-    ate_rows = []
-    for r in ate.to_dict("records"):
-        rel = _relative(r["estimate"], control_value[spec.outcome_index(r["outcome"])])
-        ate_rows.append({
-            "treatment": r["treatment"], "outcome": r["outcome"], "estimate": _num(r["estimate"]),
-            "ci": f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-            "relative": "-" if rel is None else _pct(rel),
-            "learner": chosen[(r["treatment"], r["outcome"])],
-        })
+    goals = {o.name: o.goal for o in spec.outcomes}
+    guards = guardrail_limits(front.meta.get("guardrails"))
+    ate_html = html_table([
+        ScoreRow(r["outcome"], goals[r["outcome"]], r["estimate"], r["ci_low"], r["ci_high"],
+                 control_mean=float(control_value[spec.outcome_index(r["outcome"])]),
+                 label=str(r["treatment"]), guardrail=guards.get(r["outcome"]),
+                 extra=(chosen[(r["treatment"], r["outcome"])],))
+        for r in ate.to_dict("records")
+    ], label_column="Treatment", extra_columns=("Learner",), table_id="ate")
     cand = candidates if candidates is not None else front.select(min(4, int(np.sum(front.on_front))))
     labels = front.labels
     cand_idx = [labels.index(lab) for lab in (cand.labels) if lab in labels]
     front.mark_candidates(cand)
     tradeoffs = tradeoff_sentences(front, control_value, cand_idx)
-    ci = front.lift_ci
+    shown = [p for p in cand_idx if labels[p] != f"all {spec.control}"]  # not control vs itself
+    candidates_html = html_table(
+        [r for p in shown for r in _policy_card(front, p, control_value, guards)],
+        label_column="Policy", headers=("Control mean", "Policy mean", *COLUMNS[2:]),
+        table_id="candidate-scorecard",
+    )
     candidate_rows = [
-        {
-            "label": labels[p],
-            "cells": [f"{_num(front.lifts[p, m])} [{_num(ci[p, m, 0])}, {_num(ci[p, m, 1])}]" for m in range(spec.n_outcomes)],
-            "share": ", ".join(f"{front.shares[p, k]:.0%} {a}" for k, a in enumerate(spec.arms)),
-        }
+        {"label": labels[p],
+         "share": ", ".join(f"{front.shares[p, k]:.0%} {a}" for k, a in enumerate(spec.arms))}
         for p in cand_idx
     ]
     on = np.flatnonzero(front.on_front & ~np.array([lab.startswith("all ") for lab in labels]))
-    headline = []
-    if len(on):
+    headline: list[str] = []
+    headline_card = None
+    if len(on):  # coloured by goal: what got worse is said first, in red
         util = front.objectives[on].sum(axis=1)
-        headline += tradeoff_sentences(front, control_value, [int(on[np.argmax(util)])])
+        top = int(on[np.argmax(util)])
+        headline_card = headline_html(labels[top], f"all-{spec.control}",
+                                      _policy_card(front, top, control_value, guards))
     headline.append(
         f"{int(np.sum(front.on_front))} policies are on the Pareto front; {len(cand_idx)} are "
         "proposed for the online test (chosen to cover the widest range of trade-offs)."
@@ -379,7 +405,8 @@ def render_report(
         plotly_js=get_plotlyjs(),
         title=spec.name, version=__version__, n_units=f"{data.n_units:,}", arms=list(spec.arms),
         outcomes=list(spec.outcome_names), control=spec.control, arm_rows=arm_rows,
-        srm_sentence=srm, ate_rows=ate_rows, headline=headline,
+        srm_sentence=srm, ate_html=ate_html, headline=headline, headline_card=headline_card,
+        scorecard_css=CSS, candidates_html=candidates_html,
         front_html=html(_front_figure(front)),
         calibration_html=html(_calibration_figure(model)),
         uplift_html=html(uplift_fig), auuc_rows=auuc_rows,

@@ -101,8 +101,10 @@ def _secure(resp: Response, csp: str) -> Response:
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     nonce = secrets.token_urlsafe(18)
+    from pexkit.report.scorecard import CSS
+
     text = _env().get_template("dashboard.html.j2").render(
-        title=title, body=body, plotly_js=_plotly_js(), nonce=nonce
+        title=title, body=body, plotly_js=_plotly_js(), nonce=nonce, scorecard_css=CSS
     )
     resp = HTMLResponse(text, status_code=status)
     _secure(resp, _csp(nonce))
@@ -392,22 +394,18 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
         parts.append(f"<section id='health'><h2>Health</h2><p class='neg'>could not check: "
                      f"{_e(exc)}</p></section>")
     if d["ate"]:
-        parts.append("<section><h2>Average effects vs control (DR, 95% CI)</h2>"
-                     + _table(d["ate"], ["treatment", "outcome", "estimate", "se", "ci_low", "ci_high"],
-                              "ate") + "</section>")
+        parts.append(_ate_section(d, svc.front(name) if state.front_id is not None else None))
     if state.front_id is not None:
         parts.append(_front_section(svc.front(name)))
     arms = svc.tune_results(name)
     if arms:
         outs = [o["name"] for o in d["spec"]["outcomes"]] + [t["name"] for t in d["tracking"]]
-        flat = []
-        for a in arms:
-            m = a["metrics"] or {}
-            flat.append({"round": a["epoch"], "arm": a["arm"], "version": a["version"],
-                         "units": m.get("n", 0),
-                         **{o: (m[o]["mean"] if o in m else None) for o in outs}})
+        flat = [{"round": a["epoch"], "arm": a["arm"], "version": a["version"],
+                 "units": f"{(a['metrics'] or {}).get('n', 0):,}",
+                 **_arm_means(a["metrics"] or {}, outs)} for a in arms]
         parts.append("<section><h2>Online arms (tune phase)</h2>"
-                     + _table(flat, ["round", "arm", "version", "units", *outs], "arms")
+                     + _table(flat, ["round", "arm", "version", "units",
+                                     *(f"{o}: mean [95% CI]" for o in outs)], "arms")
                      + "</section>")
     if state.launch_epoch is not None:
         parts.append(_backtest_section(svc.backtest(name)))
@@ -499,12 +497,77 @@ def _backtest_section(bt: dict[str, Any]) -> str:
                       xaxis_title="units launched", yaxis_title="lift")
     return ("<section><h2>Launched policy vs holdout (version "
             f"{_e(bt['version'])}, holdout {bt['holdout']:.0%})</h2><div class='grid'><div>"
-            + _table(rows, ["outcome", "n_policy", "n_holdout", "lift", "ci_low", "ci_high",
-                            "always_valid_low", "always_valid_high"], "backtest")
-            + "<p class='note'>ci: for one planned look; always_valid: a confidence sequence "
-            "that stays at 95% however often this page is read.</p>"
+            + _backtest_scorecard(rows)
+            + "<p class='note'>Always-valid 95% CI: a confidence sequence that stays at 95% "
+            "however often this page is read; the colours follow it (green: significantly "
+            "better by the metric's goal, red: worse, grey: inconclusive). The one-look 95% CI "
+            "holds for one planned look only.</p>"
             + _predicted_note(bt.get("predicted"))
             + "</div><div>" + _fig(fig, "backtest-plot") + "</div></div></section>")
+
+
+def _ate_section(d: dict[str, Any], front: dict[str, Any] | None) -> str:
+    """Average effects vs control as a scorecard, coloured by each outcome's goal.
+
+    The control mean is the DR value of all-control (stored with the model; for a
+    model trained before it was, the front's ``control_value``).
+    """
+    from pexkit.report.scorecard import ScoreRow, guardrail_limits, html_table
+
+    names = [o["name"] for o in d["spec"]["outcomes"]]
+    goals = {o["name"]: o.get("goal", "maximize") for o in d["spec"]["outcomes"]}
+    meta = (front or {}).get("meta") or {}
+    guards = guardrail_limits(meta.get("guardrails"))
+    dr_control = dict(zip(names, meta.get("control_value") or [], strict=False))
+    rows = [
+        ScoreRow(str(r["outcome"]), goals.get(r["outcome"], "maximize"), r.get("estimate"),
+                 r.get("ci_low"), r.get("ci_high"),
+                 control_mean=r.get("control_mean", dr_control.get(r["outcome"])),
+                 label=str(r["treatment"]), guardrail=guards.get(r["outcome"]))
+        for r in d["ate"]
+    ]
+    return ("<section><h2>Average effects vs control (DR, 95% CI)</h2>"
+            + html_table(rows, label_column="Treatment", table_id="ate")
+            + "<p class='note'>Control mean: the DR value of sending everyone control. "
+            "Green: significantly better by the outcome's goal (the CI excludes 0), red: "
+            "significantly worse, grey: inconclusive.</p></section>")
+
+
+def _backtest_scorecard(rows: list[dict[str, Any]]) -> str:
+    """Launched policy vs holdout per metric, as a scorecard (one row per metric)."""
+    from pexkit.report.scorecard import COLUMNS, ScoreRow, fmt_interval, html_table
+
+    card = [
+        ScoreRow(str(r["outcome"]), r.get("goal", "maximize"), r.get("lift"),
+                 r.get("always_valid_low"), r.get("always_valid_high"),
+                 control_mean=r.get("holdout_mean"), treatment_mean=r.get("policy_mean"),
+                 extra=(fmt_interval(r.get("lift"), r.get("ci_low"), r.get("ci_high"))[1],
+                        f"{r.get('n_policy', 0):,} / {r.get('n_holdout', 0):,}"))
+        for r in rows
+    ]
+    return html_table(
+        card, headers=("Holdout mean", "Policy mean", "Change", "Always-valid 95% CI",
+                       *COLUMNS[4:]),
+        extra_columns=("95% CI (one look)", "Units (policy / holdout)"), table_id="backtest")
+
+
+def _arm_means(metrics: dict[str, Any], outs: list[str]) -> dict[str, str]:
+    """Per outcome of a tuning arm: its mean with a 95% CI from the standard error."""
+    from pexkit._stats import Z95
+    from pexkit.report.scorecard import fmt_interval
+
+    n = int(metrics.get("n", 0) or 0)
+    out: dict[str, str] = {}
+    for o in outs:
+        m = metrics.get(o)
+        if not isinstance(m, dict) or m.get("mean") is None:
+            out[f"{o}: mean [95% CI]"] = "–"
+            continue
+        mean, sem = float(m["mean"]), m.get("sem")
+        lo, hi = ((mean - Z95 * float(sem), mean + Z95 * float(sem))
+                  if n >= 2 and sem is not None else (None, None))
+        out[f"{o}: mean [95% CI]"] = " ".join(fmt_interval(mean, lo, hi, signed=False))
+    return out
 
 
 def _predicted_note(pred: dict[str, Any] | None) -> str:
@@ -512,8 +575,11 @@ def _predicted_note(pred: dict[str, Any] | None) -> str:
     if not pred or "utility" not in pred:
         return ""
     u = pred["utility"]
+    from pexkit.report.scorecard import fmt_interval
+
+    lift, ci = fmt_interval(u["lift"], u["ci_low"], u["ci_high"])
     return (f"<p class='note'>Predicted offline (DR on the {pred['n_units']:,} training units): "
-            f"utility lift {_num(u['lift'])} [{_num(u['ci_low'])}, {_num(u['ci_high'])}].</p>")
+            f"utility lift {_e(lift)} {_e(ci)}.</p>")
 
 
 def _explain_section(ex: dict[str, Any]) -> str:

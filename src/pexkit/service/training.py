@@ -132,6 +132,8 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
             "learner, n_folds, base and base_params."
         ) from exc
     ate = model.ate()
+    control = model.scores_[:, 0, :].mean(axis=0)  # DR value of all-control, per outcome
+    ate["control_mean"] = [float(control[model.spec_.outcome_index(o)]) for o in ate["outcome"]]
     summary = {
         "n_units": int(data.n_units),
         "sources": list(sources),
