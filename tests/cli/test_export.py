@@ -98,6 +98,8 @@ def test_export_linear_and_tree_versions(stored: dict[str, Any], tmp_path: Path)
         ("nope", 2, "experiment 'nope' is not in the store"),
         (NAME, 99, "has no policy version 99"),
         (NAME, 1, "'uniform'"),
+        (NAME, "launched", "has not launched a policy"),
+        (NAME, "latest", "expected a policy version number or 'launched'"),
     ],
 )
 def test_export_errors_exit_2(

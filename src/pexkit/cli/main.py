@@ -519,7 +519,10 @@ def _fail(message: str) -> NoReturn:
 @app.command("export", cls=_Command)
 def export_cmd(
     experiment: Annotated[str, typer.Argument(help="Experiment name in the event store.")],
-    version: Annotated[int, typer.Argument(help="Policy version to export (a linear or tree version).")],
+    which: Annotated[str, typer.Argument(
+        metavar="VERSION",
+        help="Policy version to export (a linear or tree version), or 'launched': the "
+        "version the experiment serves.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the policy artifact (JSON).")],
     db: Annotated[
         str,
@@ -545,11 +548,13 @@ def export_cmd(
     except PexkitError as exc:
         _fail(f"{type(exc).__name__}: {exc}")
     try:
-        if store.experiment(experiment) is None:
+        row = store.experiment(experiment)
+        if row is None:
             _fail(
                 f"experiment {experiment!r} is not in the store {db}; expected the name of an "
                 "experiment created there (see the dashboard or GET /v1/experiments)."
             )
+        version = _export_version(which, experiment, row)
         prow = store.policy(experiment, version)
         versions = [(int(p["version"]), str(p["kind"])) for p in store.policies(experiment)]
         exportable = [v for v, kind in versions if kind in ("linear", "tree")]
@@ -601,6 +606,23 @@ def export_cmd(
         f"{artifact['features']['numeric'] + artifact['features']['categorical']}",
         markup=False, highlight=False, soft_wrap=True,
     )
+
+
+def _export_version(which: str, experiment: str, row: dict[str, Any]) -> int:
+    """VERSION as a number: an integer, or 'launched' (the version the experiment serves)."""
+    if which.strip().lower() == "launched":
+        launched = (row.get("state") or {}).get("launched_version")
+        if launched is None:
+            _fail(
+                f"experiment {experiment!r} has not launched a policy (phase "
+                f"{(row.get('state') or {}).get('phase', row.get('phase'))!r}); pass a version "
+                "number instead (see GET /v1/experiments/NAME/policies)."
+            )
+        return int(launched)
+    try:
+        return int(which)
+    except ValueError:
+        _fail(f"VERSION: expected a policy version number or 'launched'; got {which!r}.")
 
 
 def main(argv: list[str] | None = None) -> None:
