@@ -211,6 +211,10 @@ class Client:
     def arms(self, experiment: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/v1/experiments/{experiment}/arms"))
 
+    def tuning(self, experiment: str) -> dict[str, Any]:
+        """The tuning so far: arms with CIs, the best arm per objective, Ax's recommendation."""
+        return dict(self._call("GET", f"/v1/experiments/{experiment}/tuning"))
+
     def launch(
         self, experiment: str, version: int, holdout: float | None = None, explore: float = 0.0
     ) -> dict[str, Any]:

@@ -3,11 +3,15 @@ against a `pexkit serve` started by the test on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import pexkit as px
 
 from .conftest import ADMIN, client
 from .test_api import spec_dict
@@ -117,10 +121,17 @@ def test_experiment_page_renders_front_tree_segments(launched: Any, browser: Any
     point.hover(force=True)  # Plotly computes hover data on mouse moves; a click then fires
     page.wait_for_selector(".hoverlayer .hovertext")
     point.click(force=True)
-    page.wait_for_function("document.getElementById('policy-detail').innerText.includes('Policy')")
+    page.wait_for_selector("#policy-detail h2")  # the clicked policy's heading
     detail = page.locator("#policy-detail").inner_text()
     assert "weights" in detail and "lift" in detail
     assert "vs all-" in detail and "(95% CI)" in detail  # against the best single treatment
+    # one name per policy (its front label; the version it became), its lifts with CIs and
+    # its rule in words
+    assert re.search(r"^policy \d+", detail) and "lift vs control (95% CI)" in detail
+    assert "rule" in detail and "largest predicted" in detail
+    # the launched version (a tree distilled from the utility version) is marked on the front
+    legend = page.locator("#front .legendtext").all_text_contents()
+    assert f"launched (version {launched.tree_version})" in legend
     # and the page says what personalizing adds over that treatment, in words
     assert "Personalization: " in page.locator("p.personalization").first.inner_text()
     page.locator("#policy-detail").screenshot(path=str(ARTIFACTS / "dashboard-policy-click.png"))
@@ -137,6 +148,30 @@ def test_full_report_page_renders(launched: Any, browser: Any) -> None:
     page.screenshot(path=str(ARTIFACTS / "dashboard-report.png"))
     assert errors == []
     page.close()
+
+
+def test_front_marks_candidates_versions_tuned_arms_and_the_launch() -> None:
+    from pexkit.service.dashboard import _front_section
+
+    spec = px.ExperimentSpec(treatment="t", arms=["control", "a"], numeric=["x"],
+                             outcomes=["y", {"name": "z", "goal": "minimize"}])
+    pols = [{"id": f"policy {i}", "weights": {"y": 1.0, "z": float(i)}, "biases": {},
+             "lift": {"y": 0.1 * i, "z": 0.01 * i}, "lift_ci": {"y": [0, 1], "z": [0, 1]},
+             "share": {"control": 0.5, "a": 0.5}, "candidate": i == 2} for i in range(1, 4)]
+    front = {"outcomes": [{"name": "y", "goal": "maximize"}, {"name": "z", "goal": "minimize"}],
+             "spec": spec.to_dict(), "policies": pols, "meta": {"versions": {"policy 2": 7}}}
+    marks = {"tuned": [{"version": 9, "label": "tune round 1 arm 1",
+                        "lift": {"y": 0.5, "z": 0.0}, "lift_ci": {}}],
+             "launched": 11, "launched_label": "policy 2", "launched_offline": None}
+    html = _front_section(front, marks)
+    figure = json.loads(re.search(r'id="front-figure"[^>]*>(.*?)</script>', html, re.S).group(1))
+    names = [trace["name"] for trace in figure["data"]]
+    assert names == ["front", "candidate", "tuned arm (online)", "launched (version 11)"]
+    launch = figure["data"][3]
+    assert (launch["x"], launch["y"]) == ([0.2], [0.02])  # at policy 2, the launch's source
+    detail = json.loads(re.search(r'id="front-policies"[^>]*>(.*?)</script>', html, re.S).group(1))
+    assert detail["policy 2"]["title"] == "policy 2 · version 7"
+    assert "2 z" in detail["policy 2"]["rules"] and "largest predicted" in detail["policy 2"]["rules"]
 
 
 # the scorecard colours (pexkit.report.scorecard.COLORS) as Chromium computes them

@@ -138,7 +138,7 @@ def test_payload_names_stay_text(hostile: Any, browser: Any) -> None:  # noqa: F
     point.hover(force=True)
     page.wait_for_selector(".hoverlayer .hovertext")
     point.click(force=True)
-    page.wait_for_function("document.getElementById('policy-detail').innerText.includes('Policy')")
+    page.wait_for_selector("#policy-detail h2")  # the clicked policy's heading
     detail = page.locator("#policy-detail").inner_text()
     assert IMG in detail and SCRIPT in detail
     assert page.locator("#policy-detail img, #policy-detail script").count() == 0

@@ -83,8 +83,9 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     assert len(opt["candidates"]) == 4 or opt["candidates_note"] or opt["skipped_untunable"]
 
     # 2. tune: candidates become arms; two Ax rounds on the online metrics
+    c = len(opt["candidates"])  # the arms of each round
     exp = api.tune(NAME)
-    assert exp["phase"] == "tune" and len(exp["arms"]) == 4
+    assert exp["phase"] == "tune" and len(exp["arms"]) == c
     rounds = []
     for _ in range(2):
         decisions, _, _ = world.run(1600)
@@ -92,20 +93,41 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
         assert {d.phase for d in decisions} == {"tune"}
         assert all(0 < d.propensity <= 1 for d in decisions)
         nxt = api.run_job(NAME, "tune_round")
-        assert len(nxt["arms"]) == 4
+        assert len(nxt["arms"]) == c
         assert all("retention_90d" in m for m in nxt["completed"].values())
     arms = api.arms(NAME)
     done = [a for a in arms if a["metrics"] and a["metrics"]["n"] >= 30 and a["epoch"] < 4]
-    assert len(done) == 8
+    assert len(done) == 2 * c
+    # the tuning readout: rounds and arms numbered as the arms are named, means with CIs
+    # from the arms' own SEs, the best completed arm per objective, Ax's recommendation
+    tuning = api.tuning(NAME)
+    completed = [a for a in tuning["arms"] if a["completed"]]
+    assert {(a["round"], a["arm_number"]) for a in completed} == {
+        (r, i) for r in (1, 2) for i in range(1, c + 1)}
+    assert all(a["arm"] == f"round{a['round']}-arm{a['arm_number']}" for a in tuning["arms"])
+    observed = {a["arm"]: a["metrics"] for a in done}  # arm names are unique across rounds
+    for a in completed:
+        assert a["policy"].startswith("utility ")
+        for o, v in a["metrics"].items():
+            raw = observed[a["arm"]][o]
+            assert v["ci_high"] - v["mean"] == pytest.approx(1.959964 * raw["sem"], rel=1e-5)
+    for o, best in tuning["best"].items():
+        sign = -1.0 if tuning["objectives"][o] == "minimize" else 1.0
+        top = max(completed, key=lambda a, o=o, sign=sign: sign * a["metrics"][o]["mean"])
+        assert best["arm"] == top["arm"] and best["ci_low"] < best["mean"] < best["ci_high"]
+    assert tuning["recommendation"]
+    for rec in tuning["recommendation"]:
+        assert rec["arm"] in {a["arm"] for a in completed}
+        assert set(rec["predicted"]) == set(tuning["objectives"])
     versions = {p["version"]: p for p in api.policies(NAME)}
-    assert len(versions) == 1 + 4 + 8  # uniform, 4 candidates, 2 rounds of 4 proposals
+    assert len(versions) == 1 + c + 2 * c  # uniform, candidates, 2 rounds of proposals
     # Ax proposes inside the offline search's own box (weight angles, bounded biases)
     from pexkit.service.tuning import TuningSpace
 
     spec_obj = px.ExperimentSpec.from_dict(spec)
     space = TuningSpace.from_dict(api.experiment(NAME)["tuning_space"])
     proposed = [v for v, p in versions.items() if p["label"].startswith("tune round")]
-    assert len(proposed) == 8
+    assert len(proposed) == 2 * c
     for v in proposed:
         p = versions[v]["params"]
         pol = px.LinearPolicy(spec_obj, weights=p["weights"], biases=p["biases"])
@@ -121,7 +143,7 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     by_arm: dict[str, list[int]] = {}
     for d in rounds[1]:
         by_arm.setdefault(str(d.arm), []).append(d.treatment_index)
-    assert len(by_arm) == 4
+    assert len(by_arm) == c
     for arm, ts in by_arm.items():
         top = int(np.bincount(ts, minlength=3).max())
         assert binom.sf(top - 1, len(ts), 0.95) > 1e-4, (arm, top, len(ts))

@@ -249,7 +249,7 @@ def test_responses_of_every_phase_match_the_schema(db_url: str, servers: Any) ->
     headers = {"Authorization": f"Bearer {ADMIN}"}
     reads = [p for p, ops in schema.raw_schema["paths"].items()
              if "get" in ops and "{name}" in p]
-    assert len(reads) == 7  # ... and /health
+    assert len(reads) == 8  # ... /health and /tuning
 
     def validate_reads(phase: str) -> None:
         for path in reads:

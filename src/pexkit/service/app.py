@@ -52,6 +52,7 @@ from pexkit.service.schemas import (
     PolicyOut,
     TunedArmOut,
     TuneRequest,
+    TuningOut,
 )
 from pexkit.service.validation import LIMITS, NAME_PATTERN
 from pexkit.serving.decision import Decision
@@ -396,6 +397,13 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
         """Every tuned arm with its online metrics."""
         authorize(key(request), "read", name)
         return svc().tune_results(name)
+
+    @app.get("/v1/experiments/{name}/tuning", tags=["phases"], response_model=TuningOut,
+             responses=_responses(403, 404))
+    def tuning(name: Name, request: Request) -> dict[str, Any]:
+        """The tuning so far: arms with CIs, the best arm per objective, Ax's recommendation."""
+        authorize(key(request), "read", name)
+        return svc().tuning(name)
 
     @app.post("/v1/experiments/{name}/launch", tags=["phases"], response_model=ExperimentOut,
               responses=_responses(403, 404, 409))

@@ -330,6 +330,9 @@ class DecisionService:
     def tune_results(self, name: str) -> list[dict[str, Any]]:
         return readouts.tune_results(self, name)
 
+    def tuning(self, name: str) -> dict[str, Any]:
+        return readouts.tuning_summary(self, name)
+
     def front(self, name: str) -> dict[str, Any]:
         front_id = self.experiment(name).state.front_id
         if front_id is None:

@@ -41,6 +41,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pexkit.service.core import DecisionService
 from pexkit.service.errors import NotFoundError, ServiceRequestError
+from pexkit.spec.spec import ExperimentSpec
 from pexkit.store.db import KeyInfo
 
 __all__ = ["mount_dashboard"]
@@ -396,7 +397,7 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
     if d["ate"]:
         parts.append(_ate_section(d, svc.front(name) if state.front_id is not None else None))
     if state.front_id is not None:
-        parts.append(_front_section(svc.front(name)))
+        parts.append(_front_section(svc.front(name), _front_marks(svc, name)))
     arms = svc.tune_results(name)
     if arms:
         outs = [o["name"] for o in d["spec"]["outcomes"]] + [t["name"] for t in d["tracking"]]
@@ -441,9 +442,52 @@ def _health_section(h: dict[str, Any]) -> str:
             f"<p class='muted'>{_e(traffic)}</p><ul class='flags'>{flags}</ul>{table}</section>")
 
 
-def _front_section(front: dict[str, Any]) -> str:
+def _front_marks(svc: DecisionService, name: str) -> dict[str, Any]:
+    """What the front's plot marks besides its own policies: tuned arms (their offline DR
+    lifts, stored when they were proposed) and the launched version (followed back through
+    distilled trees and serving refits to the linear policy it came from)."""
+    state = svc.experiment(name).state
+    policies = {int(p["version"]): p for p in svc.policies(name)}
+    tuned = [{"version": v, "label": p["label"], **p["params"]["offline"]}
+             for v, p in policies.items()
+             if isinstance(p.get("params"), dict) and p["params"].get("offline")]
+    source = state.launched_version
+    seen: set[int] = set()
+    while source in policies and source not in seen:
+        seen.add(source)
+        parent = (policies[source].get("params") or {}).get("source_version")
+        if parent is None:
+            break
+        source = int(parent)
+    row = policies.get(source) if source is not None else None
+    return {"tuned": tuned, "launched": state.launched_version,
+            "launched_source": source, "launched_label": row["label"] if row else None,
+            "launched_offline": (row.get("params") or {}).get("offline") if row else None}
+
+
+def _rule_words(spec: ExperimentSpec, p: dict[str, Any]) -> str:
+    """A linear policy's rule in words: the utility it maximizes and its biases."""
+    from pexkit.policy.linear import LinearPolicy
+
+    policy = LinearPolicy(spec, weights=p["weights"], biases=p["biases"])
+    text = (f"each unit gets the arm with the largest predicted "
+            f"{policy.utility_text()} (effects vs {spec.control})")
+    shifts = policy.bias_matrix @ policy.signed_weights()
+    extra = [f"{arm} {b:+.3g}" for arm, b in zip(spec.arms, shifts, strict=True) if abs(b) > 1e-12]
+    return text + (f", with the utility shifted by {', '.join(extra)}" if extra else "")
+
+
+def _front_section(front: dict[str, Any], marks: dict[str, Any] | None = None) -> str:
     outs = [o["name"] for o in front["outcomes"]]
     pols = front["policies"]
+    marks = marks or {}
+    versions = (front.get("meta") or {}).get("versions") or {}
+    spec = ExperimentSpec.from_dict(front["spec"]) if front.get("spec") else None
+    for p in pols:  # one name per policy: its front label, and the version it became
+        p["version"] = versions.get(str(p["id"]))
+        p["title"] = str(p["id"]) + (f" · version {p['version']}" if p["version"] else "")
+        if spec is not None:
+            p["rules"] = _rule_words(spec, p)
     x_name, y_name = outs[0], outs[1] if len(outs) > 1 else outs[0]
     color = outs[2] if len(outs) > 2 else None
     fig = go.Figure()
@@ -454,19 +498,44 @@ def _front_section(front: dict[str, Any]) -> str:
         fig.add_trace(go.Scatter(
             x=[p["lift"][x_name] for p in sub], y=[p["lift"][y_name] for p in sub],
             mode="markers", name="candidate" if cand else "front",
-            customdata=[str(p["id"]) for p in sub],
+            customdata=[str(p["id"]) for p in sub], text=[p["title"] for p in sub],
             marker={"size": 13 if cand else 8, "symbol": "star" if cand else "circle",
                     "color": [p["lift"][color] for p in sub] if color else None,
                     "colorscale": "Viridis", "showscale": not cand and color is not None,
                     "colorbar": {"title": _label(color)} if color else None},
-            hovertemplate="policy %{customdata}<br>" + _label(x_name)
+            hovertemplate="%{text}<br>" + _label(x_name)
             + " %{x:.4g}<br>" + _label(y_name) + " %{y:.4g}<extra></extra>",
         ))
+    tuned = [t for t in marks.get("tuned", []) if x_name in t["lift"] and y_name in t["lift"]]
+    if tuned:
+        fig.add_trace(go.Scatter(
+            x=[t["lift"][x_name] for t in tuned], y=[t["lift"][y_name] for t in tuned],
+            mode="markers", name="tuned arm (online)",
+            text=[f"{t['label']} · version {t['version']}" for t in tuned],
+            marker={"size": 10, "symbol": "triangle-up", "color": "#e37400"},
+            hovertemplate="%{text}<br>" + _label(x_name) + " %{x:.4g}<br>" + _label(y_name)
+            + " %{y:.4g}<extra></extra>",
+        ))
+    launched = marks.get("launched")
+    if launched is not None:
+        label = marks.get("launched_label")
+        spot = next((p["lift"] for p in pols if str(p["id"]) == label), None)
+        spot = spot or (marks.get("launched_offline") or {}).get("lift")
+        if spot and x_name in spot and y_name in spot:
+            fig.add_trace(go.Scatter(
+                x=[spot[x_name]], y=[spot[y_name]], mode="markers",
+                name=f"launched (version {launched})",
+                text=[f"launched: version {launched} (from {label})"],
+                marker={"size": 18, "symbol": "diamond-open", "color": "#b3261e",
+                        "line": {"width": 3}},
+                hovertemplate="%{text}<extra></extra>",
+            ))
     fig.update_layout(title=f"Pareto front: DR lift vs control ({len(pols)} policies; "
                       "click a point)", xaxis_title=f"{_label(x_name)} lift",
                       yaxis_title=f"{_label(y_name)} lift")
-    detail = {str(p["id"]): {k: p.get(k) for k in ("id", "candidate", "weights", "lift",
-                                                      "share", "biases", "vs_best_single")}
+    detail = {str(p["id"]): {k: p.get(k) for k in ("id", "title", "version", "candidate",
+                                                      "weights", "lift", "lift_ci", "share",
+                                                      "biases", "rules", "vs_best_single")}
               for p in pols}
     hv = front.get("hypervolume")
     pers = (front.get("meta") or {}).get("personalization") or {}

@@ -3,6 +3,7 @@ live health of the current phase (:mod:`pexkit.service.monitoring` computes it).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from pexkit.service.state import ExperimentState
 
 __all__ = ["arm_metrics", "backtest", "backtest_table", "difference", "health", "reference_model",
-           "tune_results"]
+           "tune_results", "tuning_summary"]
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -82,9 +83,84 @@ def tune_results(svc: DecisionService, name: str) -> list[dict[str, Any]]:
     out = []
     for h in rows:
         metrics = h["metrics"] if h["metrics"] is not None else live.get(h["arm"])
+        found = _ARM_NAME.match(str(h["arm"]))
         out.append({"epoch": h["epoch"], "arm": h["arm"], "version": h["version"],
-                    "trial": h["trial"], "metrics": metrics})
+                    "trial": h["trial"], "metrics": metrics,
+                    "round": int(found.group(1)) if found else None,
+                    "arm_number": int(found.group(2)) if found else None})
+    out.sort(key=lambda r: (r["epoch"], r["arm_number"] or 0, r["arm"]))
     return out
+
+
+_ARM_NAME = re.compile(r"round(\d+)-arm(\d+)$")
+
+
+def _policy_words(svc: DecisionService, name: str, version: int) -> str:
+    """A tuned arm's policy in words: its utility and any per-treatment biases."""
+    from pexkit.policy.linear import LinearPolicy
+    from pexkit.spec.spec import ExperimentSpec
+
+    row = svc.store.policy(name, version)
+    if row is None or row.get("kind") != "linear":
+        return ""
+    spec = ExperimentSpec.from_dict(svc.experiment(name).spec)
+    policy = LinearPolicy(spec, weights=row["params"]["weights"],
+                          biases=row["params"]["biases"])
+    text = f"utility {policy.utility_text()}"
+    biases = [f"{arm} {b:+.3g}" for arm, b in zip(policy.spec.arms, policy.bias_matrix
+                                                  @ policy.signed_weights(), strict=True)
+              if abs(b) > 1e-12]
+    return text + (f"; biases {', '.join(biases)}" if biases else "")
+
+
+def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
+    """The online tuning so far: every arm (round and arm numbers, policy in words, each
+    objective's mean with a 95% CI), the best arm per objective among completed rounds,
+    and Ax's recommendation (its model's predictions for the arms it would keep)."""
+    from pexkit.service.tuning import OnlineTuner
+
+    exp = svc.experiment(name)
+    state = exp.state
+    goals = {o["name"]: o.get("goal", "maximize") for o in exp.spec["outcomes"]}
+    goals |= {t["name"]: t.get("goal", "maximize") for t in exp.tracking}
+    objectives = list(state.objectives) or list(goals)
+    arms = []
+    for r in tune_results(svc, name):
+        m = r["metrics"] or {}
+        values = {}
+        for o in objectives:
+            if o not in m:
+                continue
+            mean, sem = float(m[o]["mean"]), m[o].get("sem")
+            half = Z95 * float(sem) if sem is not None and np.isfinite(sem) else float("nan")
+            values[o] = {"mean": mean, "sem": sem, "ci_low": mean - half, "ci_high": mean + half}
+        arms.append({"round": r["round"], "arm": r["arm"], "arm_number": r["arm_number"],
+                     "version": r["version"], "trial": r["trial"], "units": int(m.get("n", 0)),
+                     "completed": r["epoch"] != state.epoch or state.phase != "tune",
+                     "policy": _policy_words(svc, name, int(r["version"])), "metrics": values})
+    best: dict[str, Any] = {}
+    done = [a for a in arms if a["completed"] and a["units"] > 1]
+    for o in objectives:
+        scored = [a for a in done if o in a["metrics"]]
+        if scored:
+            sign = -1.0 if goals.get(o) == "minimize" else 1.0
+            top = max(scored, key=lambda a: sign * a["metrics"][o]["mean"])
+            best[o] = {"goal": goals.get(o), "arm": top["arm"], "round": top["round"],
+                       "version": top["version"], **top["metrics"][o]}
+    recommendation: list[dict[str, Any]] = []
+    if state.tuner_id is not None and done:
+        tuner = OnlineTuner.load(svc.registry.json_blob(state.tuner_id, "tuner"))
+        by_trial = {a["trial"]: a for a in arms if a["trial"] is not None}
+        for rec in tuner.recommendation():
+            arm = by_trial.get(rec["trial"])
+            recommendation.append({
+                "trial": rec["trial"], "arm": arm["arm"] if arm else None,
+                "round": arm["round"] if arm else None,
+                "version": arm["version"] if arm else None,
+                "policy": arm["policy"] if arm else "", "predicted": rec["predicted"],
+            })
+    return {"objectives": {o: goals.get(o) for o in objectives}, "arms": arms, "best": best,
+            "recommendation": recommendation}
 
 
 def backtest_table(

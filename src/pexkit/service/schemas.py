@@ -200,6 +200,20 @@ class TunedArmOut(BaseModel):
     version: int
     trial: int | None
     metrics: dict[str, Any] | None
+    round: int | None = Field(None, description="The tuning round (1, 2, ...) of the arm.")
+    arm_number: int | None = Field(None, description="The arm's number within its round.")
+
+
+class TuningOut(BaseModel):
+    objectives: dict[str, str | None] = Field(description="Tuned objective -> its goal.")
+    arms: list[dict[str, Any]] = Field(description=(
+        "Every tuned arm: round, arm, version, units, completed, the policy in words, and "
+        "per objective its mean, sem and 95% CI."))
+    best: dict[str, Any] = Field(description=(
+        "Per objective, the completed arm with the best mean (by the goal), with its CI."))
+    recommendation: list[dict[str, Any]] = Field(description=(
+        "Ax's recommended arms among completed trials (one objective: the best; several: "
+        "its Pareto frontier), with the model's predicted mean and sem per objective."))
 
 
 class BacktestOut(BaseModel):

@@ -187,17 +187,21 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
     chosen = front.select(q=q)
     versions = []
     skipped = 0
-    for i, pol in enumerate(chosen.policies):
+    # one name per policy everywhere: the version's label is its label on the front
+    # ("policy 41"), and the front records which version each candidate became
+    by_label: dict[str, int] = {}
+    for label, pol in zip(chosen.labels, chosen.policies, strict=True):
         if not tunable(pol):
             skipped += 1
             continue
-        versions.append(svc.store.add_policy(
-            name, "linear", pol.to_dict(), int(model_id), f"candidate {i + 1}"
-        ))
+        by_label[label] = svc.store.add_policy(name, "linear", pol.to_dict(), int(model_id),
+                                               label)
+        versions.append(by_label[label])
     utility = LinearPolicy(model.spec_)
     if params.get("include_utility", True) and tunable(utility):
         versions.append(svc.store.add_policy(
-            name, "linear", utility.to_dict(), int(model_id), "utility (spec weights)"
+            name, "linear", {**utility.to_dict(), "offline": _offline(utility, model, log)},
+            int(model_id), "utility (spec weights)"
         ))
     if not any(tunable(p) for p in front.policies):
         raise ConflictError(
@@ -210,16 +214,15 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
     from pexkit.evaluation.personalization import lifts_vs_arm, personalization_value
 
     scores = build_scores(log, model)
-    named = {"utility": utility, **{f"candidate {i + 1}": p
-                                    for i, p in enumerate(chosen.policies)}}
+    named = {"utility": utility, **dict(zip(chosen.labels, chosen.policies, strict=True))}
     pers = personalization_value(log, model, named, utility, scores)
     best = model.spec_.treatment_index(pers["best_single"])
     lift, se = lifts_vs_arm(front.policies, log, model, best, scores)
     front.meta["vs_best_single"] = {"arm": model.spec_.arms[best], "lift": lift, "lift_se": se}
     front.meta["personalization"] = {"best_single": pers["best_single"],
                                      "sentence": pers["sentence"],
-                                     "candidates_note": chosen.meta.get("distinct"),
-            "personalization": pers["sentence"]}
+                                     "candidates_note": chosen.meta.get("distinct")}
+    front.meta["versions"] = by_label
     space = TuningSpace.from_model(model)
     front_doc = front.to_dict()
     front_id = svc.registry.put_json(name, "front", front_doc)
@@ -228,7 +231,19 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
     ))
     return {"hypervolume": float(front.hypervolume()), "n_front": len(front.policies),
             "candidates": versions, "skipped_untunable": skipped,
-            "candidates_note": chosen.meta.get("distinct")}
+            "candidates_note": chosen.meta.get("distinct"),
+            "personalization": pers["sentence"]}
+
+
+def _offline(policy: LinearPolicy, model: EffectModel, log: LoggedData) -> dict[str, Any]:
+    """A policy's offline DR lifts vs control on the training log (where the dashboard's
+    front plots it), with 95% CIs."""
+    from pexkit.evaluation import evaluate_policy
+
+    frame = evaluate_policy(policy.choose(model.effects_for(log)), log, model).to_frame()
+    return {"lift": {str(o): float(v) for o, v in frame["lift"].items()},
+            "lift_ci": {str(o): [float(r["lift_ci_low"]), float(r["lift_ci_high"])]
+                        for o, r in frame.iterrows()}}
 
 
 def _linear_version(
@@ -372,10 +387,14 @@ def run_tune_round(svc: DecisionService, name: str, params: dict[str, Any]) -> d
     proposals = _personalized_proposals(svc, name, state, tuner, q)
     rnd = state.tune_round + 1
     model_id = state.model_id
+    assert model_id is not None
+    model = svc.registry.effect_model(int(model_id))
+    log = svc.registry.training_log(int(model_id))
     arms = []
     for i, (trial, pol) in enumerate(proposals):
         version = svc.store.add_policy(
-            name, "linear", pol.to_dict(), model_id, f"tune round {rnd} arm {i + 1}"
+            name, "linear", {**pol.to_dict(), "offline": _offline(pol, model, log)}, model_id,
+            f"tune round {rnd} arm {i + 1}",
         )
         arms.append(TuneArm(f"round{rnd}-arm{i + 1}", version, trial))
     tuner_id = svc.registry.put_json(name, "tuner", tuner.dump())

@@ -441,6 +441,36 @@ class OnlineTuner:
             for idx, p in trials.items()
         ]
 
+    def recommendation(self) -> list[dict[str, Any]]:
+        """Ax's recommended arms among the completed trials, with its model's predictions.
+
+        One objective: Ax's best parameterization; several: its in-sample Pareto
+        frontier. Each entry: ``{"trial", "predicted": {objective: {"mean", "sem"}}}``
+        (``sem`` None when Ax gives none). Empty until a trial is completed.
+        """
+        names = {safe: n for n, safe in self.metric_names.items()}
+        try:
+            with _quiet_ax():
+                if len(self.objectives) == 1:
+                    found = [self.client.get_best_parameterization(use_model_predictions=True)]
+                else:
+                    found = self.client.get_pareto_frontier(use_model_predictions=True)
+        except Exception:  # noqa: BLE001 - Ax raises several types while it lacks data
+            return []
+        out = []
+        for _params, prediction, trial, _arm in found:
+            predicted: dict[str, dict[str, float | None]] = {}
+            for safe, value in (prediction or {}).items():
+                if safe not in names:
+                    continue
+                mean, sem = value if isinstance(value, tuple) else (value, None)
+                predicted[names[safe]] = {
+                    "mean": float(mean),
+                    "sem": None if sem is None or not math.isfinite(float(sem)) else float(sem),
+                }
+            out.append({"trial": int(trial), "predicted": predicted})
+        return out
+
     def dump(self) -> dict[str, Any]:
         """The tuner as plain JSON (to store; :meth:`load` reads it back)."""
         fd, path = tempfile.mkstemp(suffix=".json")
