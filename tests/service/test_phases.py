@@ -60,6 +60,27 @@ def utility(mu: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
+def _check_tuning_page(url: str, tuning: dict[str, Any], c: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from .test_dashboard import ARGS, CHROMIUM, open_page
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page, errors = open_page(browser, f"{url}/experiments/{NAME}?key={ADMIN}")
+        rows = page.locator("#arms tbody tr")
+        assert rows.count() == len(tuning["arms"]) >= 2 * c
+        first = rows.nth(0).locator("td").all_inner_texts()
+        assert first[:2] == ["1", "1"] and "utility" in first[-1]  # round 1, arm 1, in words
+        best = page.locator("#tuning-best tbody tr")
+        assert best.count() == len(tuning["best"])
+        assert "[" in best.nth(0).inner_text()  # a mean with its CI
+        assert page.locator("#tuning-recommendation tbody tr").count() == len(
+            tuning["recommendation"])
+        assert errors == []
+        browser.close()
+
+
 def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     srv = servers(db_url)
     api = client(srv.url, ADMIN, timeout=120)
@@ -119,6 +140,8 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     for rec in tuning["recommendation"]:
         assert rec["arm"] in {a["arm"] for a in completed}
         assert set(rec["predicted"]) == set(tuning["objectives"])
+    if db_url.startswith("sqlite"):  # the same readout on the dashboard, in Chromium
+        _check_tuning_page(srv.url, tuning, c)
     versions = {p["version"]: p for p in api.policies(NAME)}
     assert len(versions) == 1 + c + 2 * c  # uniform, candidates, 2 rounds of proposals
     # Ax proposes inside the offline search's own box (weight angles, bounded biases)

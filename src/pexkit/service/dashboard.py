@@ -401,13 +401,17 @@ def _experiment_body(svc: DecisionService, name: str, explainer: _Explain) -> st
     arms = svc.tune_results(name)
     if arms:
         outs = [o["name"] for o in d["spec"]["outcomes"]] + [t["name"] for t in d["tracking"]]
-        flat = [{"round": a["epoch"], "arm": a["arm"], "version": a["version"],
-                 "units": f"{(a['metrics'] or {}).get('n', 0):,}",
-                 **_arm_means(a["metrics"] or {}, outs)} for a in arms]
+        tuning = svc.tuning(name)
+        words = {a["arm"]: a["policy"] for a in tuning["arms"]}
+        flat = [{"round": a["round"] if a["round"] is not None else a["epoch"],
+                 "arm": a["arm_number"] if a["arm_number"] is not None else a["arm"],
+                 "version": a["version"], "units": f"{(a['metrics'] or {}).get('n', 0):,}",
+                 **_arm_means(a["metrics"] or {}, outs), "policy": words.get(a["arm"], "")}
+                for a in arms]
         parts.append("<section><h2>Online arms (tune phase)</h2>"
                      + _table(flat, ["round", "arm", "version", "units",
-                                     *(f"{o}: mean [95% CI]" for o in outs)], "arms")
-                     + "</section>")
+                                     *(f"{o}: mean [95% CI]" for o in outs), "policy"], "arms")
+                     + _tuning_verdicts(tuning) + "</section>")
     if state.launch_epoch is not None:
         parts.append(_backtest_section(svc.backtest(name)))
     try:
@@ -440,6 +444,37 @@ def _health_section(h: dict[str, Any]) -> str:
     return (f"<section id='health'><h2>Health <span class='flag-status {_e(h['status'])}' "
             f"id='health-status'>{_e(h['status'])}</span></h2>"
             f"<p class='muted'>{_e(traffic)}</p><ul class='flags'>{flags}</ul>{table}</section>")
+
+
+def _tuning_verdicts(tuning: dict[str, Any]) -> str:
+    """The best completed arm per objective (mean, 95% CI) and Ax's recommendation."""
+    from pexkit.report.scorecard import fmt_interval, fmt_number
+
+    best = [{"objective": f"{o} ({b['goal']})", "best arm": f"round {b['round']} arm "
+             f"{str(b['arm']).rsplit('arm', 1)[-1]} (version {b['version']})",
+             "mean [95% CI]": " ".join(fmt_interval(b["mean"], b["ci_low"], b["ci_high"],
+                                                    signed=False))}
+            for o, b in tuning["best"].items()]
+    rec = []
+    for r in tuning["recommendation"]:
+        predicted = "; ".join(
+            f"{o} {fmt_number(v['mean'])}" + (f" ± {fmt_number(1.959964 * v['sem'])}"
+                                             if v.get("sem") is not None else "")
+            for o, v in r["predicted"].items())
+        rec.append({"arm": f"round {r['round']} arm {str(r['arm']).rsplit('arm', 1)[-1]} "
+                           f"(version {r['version']})" if r["arm"] else f"trial {r['trial']}",
+                    "Ax's predicted means (95%)": predicted, "policy": r["policy"]})
+    out = ""
+    if best:
+        out += ("<h3>Best arm so far, per objective (completed rounds)</h3>"
+                + _table(best, ["objective", "best arm", "mean [95% CI]"], "tuning-best"))
+    if rec:
+        out += ("<h3>Ax recommends</h3><p class='muted'>Ax's model of the completed arms: "
+                "the arm it would keep (several when objectives trade off: its Pareto "
+                "frontier), with its predicted means.</p>"
+                + _table(rec, ["arm", "Ax's predicted means (95%)", "policy"],
+                         "tuning-recommendation"))
+    return out
 
 
 def _front_marks(svc: DecisionService, name: str) -> dict[str, Any]:

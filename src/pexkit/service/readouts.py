@@ -93,6 +93,7 @@ def tune_results(svc: DecisionService, name: str) -> list[dict[str, Any]]:
 
 
 _ARM_NAME = re.compile(r"round(\d+)-arm(\d+)$")
+_RECOMMENDED: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
 
 def _policy_words(svc: DecisionService, name: str, version: int) -> str:
@@ -149,9 +150,12 @@ def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
                        "version": top["version"], **top["metrics"][o]}
     recommendation: list[dict[str, Any]] = []
     if state.tuner_id is not None and done:
-        tuner = OnlineTuner.load(svc.registry.json_blob(state.tuner_id, "tuner"))
+        key = (name, int(state.tuner_id))
+        if key not in _RECOMMENDED:  # a stored tuner never changes: ask Ax once
+            tuner = OnlineTuner.load(svc.registry.json_blob(state.tuner_id, "tuner"))
+            _RECOMMENDED[key] = tuner.recommendation()
         by_trial = {a["trial"]: a for a in arms if a["trial"] is not None}
-        for rec in tuner.recommendation():
+        for rec in _RECOMMENDED[key]:
             arm = by_trial.get(rec["trial"])
             recommendation.append({
                 "trial": rec["trial"], "arm": arm["arm"] if arm else None,
