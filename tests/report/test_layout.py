@@ -39,7 +39,22 @@ _MEASURE = """() => {
         overlaps.push(t.textContent);
     }
   }
-  return {scroll: de.scrollWidth, client: de.clientWidth, tables, overlaps};
+  // subplot titles (annotations) never overlap each other nor leave their figure
+  const titles = [];
+  for (const plot of document.querySelectorAll('.plotly-graph-div')) {
+    const box = plot.getBoundingClientRect();
+    const rects = [...plot.querySelectorAll('.annotation-text')].map(t => [t.textContent, t.getBoundingClientRect()]);
+    for (let i = 0; i < rects.length; i++) {
+      const [name, r] = rects[i];
+      if (r.left < box.left - 1 || r.right > box.right + 1) titles.push('outside: ' + name);
+      for (let j = i + 1; j < rects.length; j++) {
+        const q = rects[j][1];
+        if (r.left < q.right && q.left < r.right && r.top < q.bottom && q.top < r.bottom)
+          titles.push(name + ' / ' + rects[j][0]);
+      }
+    }
+  }
+  return {scroll: de.scrollWidth, client: de.clientWidth, tables, overlaps, titles};
 }"""
 
 
@@ -75,6 +90,7 @@ def test_report_fits_the_screen(reports: dict[str, Path], width: int) -> None:
             assert got["scroll"] <= got["client"], (name, width, got)
             assert got["tables"] == [], (name, width, got)
             assert got["overlaps"] == [], (name, width, got)
+            assert got["titles"] == [], (name, width, got["titles"])
             assert page.locator("#segments table").count() == 1
             page.close()
         browser.close()

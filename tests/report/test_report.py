@@ -95,7 +95,7 @@ def test_report_has_the_analysis_staples(sim, fitted):
     expected = auuc_table(fitted)
     assert table.count("<tr>") == 1 + len(expected)
     assert f"{expected.iloc[0]['auuc']:.3g}" in table
-    assert "share of units treated (best first)" in html  # labelled uplift axes
+    assert "share treated, best first" in html and "gain per unit" in html  # labelled axes
     balance = re.search(r'<table id="balance">(.*?)</table>', html, re.S).group(1)
     assert balance.count("<tr>") >= 2 and "standardized difference" in balance
     assert "What drives each effect" in html  # importance per effect

@@ -44,7 +44,8 @@ def effect_distributions(model: EffectModel) -> go.Figure:
     cells = _cells(model)
     M = spec.n_outcomes
     titles = [f"{spec.arms[k]} · {spec.outcome_names[m]}" for k, m in cells]
-    fig = make_subplots(rows=spec.n_treatments - 1, cols=M, subplot_titles=titles)
+    fig = make_subplots(rows=spec.n_treatments - 1, cols=M, subplot_titles=titles,
+                        horizontal_spacing=0.07)
     for k, m in cells:
         tau = model.effects_[:, k, m]
         ate = float((model.scores_[:, k, m] - model.scores_[:, 0, m]).mean())
@@ -54,7 +55,7 @@ def effect_distributions(model: EffectModel) -> go.Figure:
         ), row=k, col=m + 1)
         fig.add_vline(x=ate, line={"dash": "dash", "color": "#b3261e"}, row=k, col=m + 1)
         fig.add_vline(x=0.0, line={"color": "#9aa0a6"}, row=k, col=m + 1)
-        fig.update_xaxes(title_text=f"effect on {spec.outcome_names[m]}", row=k, col=m + 1)
+        fig.update_xaxes(title_text="effect", row=k, col=m + 1)
         fig.update_yaxes(title_text="units" if m == 0 else None, row=k, col=m + 1)
     fig.update_layout(
         height=260 * (spec.n_treatments - 1) + 80, bargap=0.02,
@@ -72,12 +73,9 @@ def uplift_figure(model: EffectModel) -> tuple[go.Figure, list[dict[str, Any]]]:
     spec = model.spec_
     cells = _cells(model)
     results = {c: auuc(model, *c) for c in cells}
-    titles = []
-    for k, m in cells:
-        r = results[(k, m)]
-        titles.append(f"{spec.arms[k]} · {spec.outcome_names[m]}: AUUC {r['auuc']:.3g} "
-                      f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}]")
-    fig = make_subplots(rows=spec.n_treatments - 1, cols=spec.n_outcomes, subplot_titles=titles)
+    titles = [f"{spec.arms[k]} · {spec.outcome_names[m]}" for k, m in cells]  # AUUC: the table
+    fig = make_subplots(rows=spec.n_treatments - 1, cols=spec.n_outcomes, subplot_titles=titles,
+                        horizontal_spacing=0.07)
     for k, m in cells:
         up = uplift_curve(model, k, m)
         first = (k, m) == cells[0]
@@ -90,14 +88,13 @@ def uplift_figure(model: EffectModel) -> tuple[go.Figure, list[dict[str, Any]]]:
             x=up.fraction, y=up.random, mode="lines", line={"dash": "dash", "color": "#9aa0a6"},
             name="treat at random", showlegend=first, hoverinfo="skip",
         ), row=k, col=m + 1)
-        goal = "gain" if spec.signs[m] > 0 else "reduction"
-        fig.update_xaxes(title_text="share of units treated (best first)", tickformat=".0%",
+        fig.update_xaxes(title_text="share treated, best first", tickformat=".0%",
                          row=k, col=m + 1)
-        fig.update_yaxes(title_text=f"{spec.outcome_names[m]} {goal} per unit",
-                         row=k, col=m + 1)
+        fig.update_yaxes(title_text="gain per unit" if m == 0 else None, row=k, col=m + 1)
     fig.update_layout(
         height=300 * (spec.n_treatments - 1) + 110,
-        title="Uplift curves: DR gain of treating units in the model's order (goal-signed)",
+        title="Uplift curves: DR gain per unit (goal-signed) of treating units in the model's "
+              "order",
         margin={"l": 60, "r": 20, "t": 80, "b": 90},
         legend={"orientation": "h", "y": -0.25, "x": 0},
     )
