@@ -261,9 +261,8 @@ class DistilledPolicy:
         """One line: fidelity and value kept with their CIs."""
         return (
             f"fidelity {self.fidelity:.1%} [{self.fidelity_ci[0]:.1%}, {self.fidelity_ci[1]:.1%}], "
-            f"value kept {_pct(self.value_kept)} [{_pct(self.value_kept_ci[0])}, "
-            f"{_pct(self.value_kept_ci[1])}], gain over all {self.baseline or '?'} kept "
-            f"{_pct(self.gain_kept)} [{_pct(self.gain_kept_ci[0])}, {_pct(self.gain_kept_ci[1])}]"
+            f"value kept {_pct(self.value_kept)} {_ci(self.value_kept_ci)}, gain over all {self.baseline or '?'} kept "
+            f"{_pct(self.gain_kept)} {_ci(self.gain_kept_ci)}"
         )
 
     def __str__(self) -> str:
@@ -294,6 +293,22 @@ class DistilledPolicy:
             "rules": [{"level": level, "text": text} for level, text in self.rule_lines()],
             "tree": self.tree.to_dict(),
         }
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    """A share's CI in brackets, or in words when a ratio's denominator may be 0.
+
+    >>> _ci((0.5, 0.9)), _ci((float("-inf"), float("inf"))), _ci((0.2, float("inf")))
+    ('[50.0%, 90.0%]', '(no CI: the gain it keeps a share of may be 0)', '[at least 20.0%]')
+    """
+    lo, hi = ci
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"[{_pct(lo)}, {_pct(hi)}]"
+    if np.isfinite(lo):
+        return f"[at least {_pct(lo)}]"
+    if np.isfinite(hi):
+        return f"[at most {_pct(hi)}]"
+    return "(no CI: the gain it keeps a share of may be 0)"
 
 
 def _pct(x: float) -> str:
