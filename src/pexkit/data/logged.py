@@ -12,7 +12,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
-from pexkit.data.propensity import ESTIMATE, estimate_propensity
+from pexkit.data.propensity import ESTIMATE, estimate_observation, estimate_propensity
 from pexkit.exceptions import InvalidDataError, SampleRatioMismatchWarning
 from pexkit.spec import ExperimentSpec
 from pexkit.spec.spec import label_key
@@ -209,6 +209,9 @@ class LoggedData:
         self.srm = srm
         self.clusters = clusters
         self._binary: tuple[bool, ...] | None = None
+        #: (n, M) cross-fitted P(outcome observed | x, arm) when a ``missing: drop``
+        #: outcome is missing somewhere (1 for fully observed outcomes), else None
+        self.observation: FloatArray | None = None
         #: overlap diagnostics when the propensities were estimated (``propensity: estimate``)
         self.propensity_diagnostics: dict[str, Any] | None = None
 
@@ -275,6 +278,7 @@ class LoggedData:
             None if self.clusters is None else self.clusters[idx],
         )
         out._binary = self.binary  # a subset keeps its log's outcome types
+        out.observation = None if self.observation is None else self.observation[idx]
         return out
 
     def __len__(self) -> int:
@@ -578,6 +582,14 @@ class LoggedData:
                 warnings.warn(srm_message(spec, srm), SampleRatioMismatchWarning, stacklevel=2)
         out = cls(spec, X, treatment, outcomes, prop, unit_ids, encoder, srm, clusters)
         out.propensity_diagnostics = diagnostics
+        absent = np.isnan(outcomes)
+        if absent.any():  # attrition that may depend on the features: model it
+            matrix = encoder.matrix(X)
+            observation = np.ones_like(outcomes)
+            for col in np.flatnonzero(absent.any(axis=0)):
+                observation[:, col] = estimate_observation(
+                    matrix, treatment, ~absent[:, col], encoder.categorical_indices)
+            out.observation = observation
         return out
 
 

@@ -297,7 +297,8 @@ class EffectModel:
             data.binary,
         )
         mu = outcome_fit.mu_oof
-        scores = doubly_robust_scores(mu, data.treatment, data.propensity, data.outcomes)
+        scores = doubly_robust_scores(mu, data.treatment, data.propensity, data.outcomes,
+                                      data.observation)
 
         shares = np.bincount(data.treatment, minlength=n_treat) / data.n_units
         self.spec_: ExperimentSpec = spec

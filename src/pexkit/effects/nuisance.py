@@ -54,7 +54,8 @@ def make_folds(
 
 
 def doubly_robust_scores(
-    mu: FloatArray, treatment: IntArray, propensity: FloatArray, outcomes: FloatArray
+    mu: FloatArray, treatment: IntArray, propensity: FloatArray, outcomes: FloatArray,
+    observation: FloatArray | None = None,
 ) -> FloatArray:
     r"""Doubly robust scores G of shape (n_units, n_treatments, n_outcomes).
 
@@ -63,12 +64,14 @@ def doubly_robust_scores(
     .. math:: G_{ikm} = \mu_{km}(x_i) + \frac{1\{T_i = k\}}{e_k(x_i)} (Y_{im} - \mu_{km}(x_i))
 
     Only the logged arm's propensity enters, so ``propensity`` is P(T_i | x_i).
+    Missing outcomes (NaN, ``missing: drop``): see :func:`observed_weights`
+    (``observation``: each row's probability of its outcomes being observed).
     """
     n = treatment.shape[0]
     scores = mu.copy()
     rows = np.arange(n)
     logged = mu[rows, treatment, :]
-    filled, weight = observed_weights(treatment, outcomes, mu.shape[1])
+    filled, weight = observed_weights(treatment, outcomes, mu.shape[1], observation)
     if weight is None:
         scores[rows, treatment, :] = logged + (outcomes - logged) / propensity[:, None]
     else:
@@ -78,9 +81,10 @@ def doubly_robust_scores(
 
 
 def observed_weights(
-    treatment: IntArray, outcomes: FloatArray, n_treatments: int
+    treatment: IntArray, outcomes: FloatArray, n_treatments: int,
+    observation: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray | None]:
-    r"""Outcomes with missing values as 0, and the attrition weights ``R_im / r_{T_i m}``.
+    r"""Outcomes with missing values as 0, and the attrition weights ``R_im / r_im``.
 
     ``missing: drop`` outcomes are NaN where they were not observed. The doubly
     robust score then corrects the outcome model only on observed rows, each
@@ -89,14 +93,20 @@ def observed_weights(
     .. math:: G_{ikm} = \mu_{km}(x_i) + \frac{1\{T_i = k\} R_{im}}{e_k(x_i)\, r_{km}}
               (Y_{im} - \mu_{km}(x_i))
 
-    which is unbiased when values are missing at random within an arm (the
-    share is then the observation probability) and, like every DR score, when
-    they are missing at random given the features and the outcome model (fitted
-    on the observed rows) is right. The weights are None when nothing is missing.
+    ``r`` is ``observation[i, m]``, each row's cross-fitted probability of the
+    outcome being observed given its features and arm
+    (:func:`pexkit.data.propensity.estimate_observation`, which
+    :meth:`LoggedData.from_frame` fits), or else the arm's observed share. Like
+    every DR score it is unbiased when values are missing at random given the
+    features and either the outcome model (fitted on the observed rows) or the
+    observation model is right. The weights are None when nothing is missing.
     """
     observed = ~np.isnan(outcomes)
     if observed.all():
         return outcomes, None
+    if observation is not None:
+        weight = np.where(observed, 1.0 / np.maximum(observation, 1e-12), 0.0)
+        return np.where(observed, outcomes, 0.0), np.asarray(weight, dtype=np.float64)
     n_out = outcomes.shape[1]
     share = np.ones((n_treatments, n_out))
     for k in range(n_treatments):

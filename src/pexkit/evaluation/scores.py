@@ -42,6 +42,8 @@ class PolicyScores:
     propensity: FloatArray
     outcomes: FloatArray
     spec: ExperimentSpec
+    #: (n, M) probability of each outcome being observed (``missing: drop``), or None
+    observation: FloatArray | None = None
 
     @property
     def n_units(self) -> int:
@@ -59,13 +61,15 @@ class PolicyScores:
         Equal to the outcomes when nothing is missing
         (:func:`pexkit.effects.nuisance.observed_weights`).
         """
-        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments)
+        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments,
+                                          self.observation)
         return filled if weight is None else filled * weight
 
     def residuals(self) -> FloatArray:
         """``R_im (Y_im - mu_{T_i m}(x_i)) / r_{T_i m}``, shape (n_units, n_outcomes)."""
         logged = self.mu[np.arange(self.n_units), self.treatment, :]
-        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments)
+        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments,
+                                          self.observation)
         if weight is None:
             return filled - logged
         return np.where(weight > 0, filled - logged, 0.0) * weight
@@ -94,6 +98,7 @@ class PolicyScores:
         treatment: IntArray,
         propensity: FloatArray,
         outcomes: FloatArray,
+        observation: FloatArray | None = None,
     ) -> PolicyScores:
         """Build scores from outcome predictions and the log's arrays."""
         mu = np.asarray(mu, dtype=np.float64)
@@ -103,8 +108,8 @@ class PolicyScores:
                 f"'mu' must have shape {want} = (units, treatments, outcomes); got "
                 f"{mu.shape}."
             )
-        dr = doubly_robust_scores(mu, treatment, propensity, outcomes)
-        return cls(dr, mu, treatment, propensity, outcomes, spec)
+        dr = doubly_robust_scores(mu, treatment, propensity, outcomes, observation)
+        return cls(dr, mu, treatment, propensity, outcomes, spec, observation)
 
 
 def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
@@ -132,11 +137,11 @@ def build_scores(data: LoggedData, model: EffectModel) -> PolicyScores:
     if model.holds(data):
         return PolicyScores(
             model.scores_, model.mu_oof_, data.treatment, data.propensity,
-            data.outcomes, data.spec,
+            data.outcomes, data.spec, data.observation,
         )
     # training rows (matched by content: a reloaded log, a subset, an overlap) keep
     # their out-of-fold predictions; only new rows are predicted
     mu = model.outcomes_for(data)
     return PolicyScores.from_arrays(
-        data.spec, mu, data.treatment, data.propensity, data.outcomes
+        data.spec, mu, data.treatment, data.propensity, data.outcomes, data.observation
     )

@@ -60,7 +60,8 @@ class DRLearner(MetaLearner):
         stage_keys = []
         for f in range(n_folds):
             train = trains[f]
-            scores = doubly_robust_scores(mu_train[f], T[train], e[train], Y[train])
+            obs = None if data.observation is None else data.observation[train]
+            scores = doubly_robust_scores(mu_train[f], T[train], e[train], Y[train], obs)
             pseudo = scores - scores[:, :1, :]
             for k in range(1, n_treat):
                 for m in range(n_out):
