@@ -232,7 +232,7 @@ class LightGBMLearner:
 
         return self._train(subset, ordered.shape[0], seed, binary)
 
-    def fit_matrix(self, X: FloatArray, y: FloatArray, seed: int) -> Any:
+    def fit_matrix(self, X: FloatArray, y: FloatArray, seed: int, binary: bool = False) -> Any:
         """Train on rows that are not in the bound matrix, binned with its bins."""
         import lightgbm as lgb
 
@@ -244,7 +244,7 @@ class LightGBMLearner:
                                reference=self._dataset, params=self._dataset.params,
                                free_raw_data=False)
 
-        return self._train(subset, X.shape[0], seed)
+        return self._train(subset, X.shape[0], seed, binary)
 
     def _train(
         self, subset: Callable[[Any], Any], n: int, seed: int, binary: bool = False

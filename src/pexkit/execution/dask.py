@@ -31,6 +31,7 @@ This module is the only one in pexkit that imports dask.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,8 @@ class DistributedLog:
     arm_totals: IntArray
     srm: Any
     paths: list[str]
+    #: per outcome, whether it is 0/1 in every part (or declared ``type: binary``)
+    binary: tuple[bool, ...] = ()
 
     @property
     def n_units(self) -> int:
@@ -237,6 +240,8 @@ def read_parquet(path: str, spec: ExperimentSpec, client: Any) -> DistributedLog
     }
     encoder = FeatureEncoder(spec, categories)
     sizes = client.gather(client.map(lambda p: p.n_units, parts))
+    flags = client.gather(client.map(lambda p: p.binary, parts))
+    binary = tuple(all(f[m] for f in flags) for m in range(spec.n_outcomes))
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
     blocks = [client.submit(_encode, p, encoder, o, spec.unit is None)
               for p, o in zip(parts, offsets, strict=True)]
@@ -257,7 +262,7 @@ def read_parquet(path: str, spec: ExperimentSpec, client: Any) -> DistributedLog
             warnings.warn(srm_message(spec, srm), SampleRatioMismatchWarning, stacklevel=3)
     return DistributedLog(spec=spec, client=client, blocks=blocks, encoder=encoder,
                           part_sizes=[int(s) for s in sizes], arm_totals=totals, srm=srm,
-                          paths=paths)
+                          paths=paths, binary=binary)
 
 
 # ---------------------------------------------------------------------- fit
@@ -298,13 +303,16 @@ def _bin_sample(cap: int, *Xs: FloatArray) -> FloatArray:
 def _fit_models(
     base_params: dict[str, Any] | None, categorical: list[int], seeds: list[int],
     sample: FloatArray, *pieces: tuple[FloatArray, FloatArray],
+    binary: Sequence[bool] = (),
 ) -> list[Any]:
-    """One model per target column of the pieces' rows (concatenated in part order)."""
+    """One model per target column of the pieces' rows (concatenated in part order); a
+    classifier for the columns flagged in ``binary`` (0/1 outcomes, as in one process)."""
     X = np.concatenate([p[0] for p in pieces])
     Y = np.concatenate([p[1] for p in pieces])
     learner = LightGBMLearner(base_params, 1)
     learner.bind(sample, categorical)  # the bins every model shares, as in one process
-    return [learner.fit_matrix(X, Y[:, j], s) for j, s in enumerate(seeds)]
+    return [learner.fit_matrix(X, Y[:, j], s, bool(binary and binary[j]))
+            for j, s in enumerate(seeds)]
 
 
 def _rows_pair(block: Block, f: int, g: int, arm: int) -> tuple[FloatArray, FloatArray]:
@@ -484,7 +492,8 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
     futures = [
         client.submit(_fit_models, params, categorical,
                       [seed + 7919 * f + 31 * k + m for m in range(n_out)], sample,
-                      *client.map(_rows_for, blocks, fold=f, arm=k), pure=False)
+                      *client.map(_rows_for, blocks, fold=f, arm=k), binary=data.binary,
+                      pure=False)
         for f, k in cells
     ]
     models: list[list[list[Any]]] = [[[] for _ in range(n_treat)] for _ in range(n_folds)]
@@ -494,7 +503,8 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
                         base=model.base, params=params)
     state: dict[str, Any] = {"t": None}
     if "dr" in learners:
-        blocks, state["dr"] = _fit_dr(client, blocks, models, model, categorical, sample)
+        blocks, state["dr"] = _fit_dr(client, blocks, models, model, categorical, sample,
+                                      data.binary)
     if "x" in learners:
         weights = np.array([0.0] + [x_weight(data.arm_totals / data.n_units, k)
                                     for k in range(1, n_treat)])
@@ -524,7 +534,7 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
 
 def _fit_dr(
     client: Any, blocks: list[Any], models: list[list[list[Any]]], model: EffectModel,
-    categorical: list[int], sample: Any,
+    categorical: list[int], sample: Any, binary: Sequence[bool] = (),
 ) -> tuple[list[Any], list[list[list[Any]]]]:
     """The DR-learner's honest chain (``DRLearner.fit``), one task per model group."""
     n_folds, n_treat, n_out = len(models), len(models[0]), len(models[0][0])
@@ -535,7 +545,8 @@ def _fit_dr(
         futures = [
             client.submit(_fit_models, params, categorical,
                           [seed + 104729 + 7919 * f + 613 * g + 31 * k + m for m in range(n_out)],
-                          sample, *client.map(_rows_pair, blocks, f=f, g=g, arm=k), pure=False)
+                          sample, *client.map(_rows_pair, blocks, f=f, g=g, arm=k),
+                          binary=binary, pure=False)
             for f, g, k in keys
         ]
         pairs: dict[tuple[int, int], list[list[Any]]] = {}
