@@ -90,7 +90,7 @@ def test_two_rounds_propose_bounded_personalized_policies(world: dict[str, Any])
     rng = np.random.default_rng(0)
     space = TuningSpace.from_model(model)
     tuner = OnlineTuner.create(sim.spec, space.to_dict(), GOALS, seed=0)
-    running = [(tuner.attach(pol), pol) for pol in front.select(q=4).policies]
+    running = [(tuner.attach(pol), pol) for pol in front.select(q=4, distinct=0).policies]
     assert [t for t, _ in running] == [0, 1, 2, 3]
     # Justification of the personalization check: the offline front searched the same box
     # and holds its most concentrated policies; a proposal may be as concentrated as the
