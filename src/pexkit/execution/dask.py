@@ -464,6 +464,15 @@ def _oof(block: Block, models: list[list[list[Any]]], base: str, params: Any) ->
     return replace(block, mu=mu, scores=scores, oof={"t": mu - mu[:, :1, :]})
 
 
+def share(client: Any, obj: Any) -> Any:
+    """``obj`` on one worker, as one future that tasks take as an argument (workers fetch it
+    when they need it). Not ``scatter(..., broadcast=True)``: that hung sporadically in the
+    test suite (a 20-minute stall in ``Client.scatter``, as in dask/distributed#4907), and the
+    active memory manager drops the extra replicas anyway; ``hash=False`` skips tokenizing
+    the boosters."""
+    return client.scatter([obj], hash=False)[0]
+
+
 def _gather_models(client: Any, futures: list[Any]) -> list[list[Any]]:
     return [list(models) for models in client.gather(futures)]
 
@@ -499,7 +508,7 @@ def fit_cluster(model: EffectModel, data: DistributedLog, learners: tuple[str, .
     models: list[list[list[Any]]] = [[[] for _ in range(n_treat)] for _ in range(n_folds)]
     for (f, k), fold_models in zip(cells, _gather_models(client, futures), strict=True):
         models[f][k] = fold_models
-    blocks = client.map(_oof, blocks, models=client.scatter(models, broadcast=True),
+    blocks = client.map(_oof, blocks, models=share(client, models),
                         base=model.base, params=params)
     state: dict[str, Any] = {"t": None}
     if "dr" in learners:
@@ -556,7 +565,7 @@ def _fit_dr(
                    for f in range(n_folds) for g in range(n_folds) if f != g}
     else:
         sources = {(f, g): models[f] for f in range(n_folds) for g in range(n_folds) if f != g}
-    blocks = client.map(_dr_targets, blocks, sources=client.scatter(sources, broadcast=True),
+    blocks = client.map(_dr_targets, blocks, sources=share(client, sources),
                         n_folds=n_folds, base_params=params)
     cells = [(k, m) for k in range(1, n_treat) for m in range(n_out)]
     futures = [
@@ -569,7 +578,7 @@ def _fit_dr(
     for fitted in _gather_models(client, futures):  # fold order
         for (k, m), md in zip(cells, fitted, strict=True):
             dr[k][m].append(md)
-    blocks = client.map(_dr_oof, blocks, models=client.scatter(dr, broadcast=True),
+    blocks = client.map(_dr_oof, blocks, models=share(client, dr),
                         base_params=params)
     return blocks, dr
 
@@ -582,7 +591,7 @@ def _fit_x(
     (fold, arm, outcome) fitted in one task per (fold, arm, side)."""
     n_folds, n_treat, n_out = len(models), len(models[0]), len(models[0][0])
     seed, params = int(model.random_state), model.base_params
-    blocks = client.map(_x_targets, blocks, models=client.scatter(models, broadcast=True),
+    blocks = client.map(_x_targets, blocks, models=share(client, models),
                         base_params=params)
     keys = [(f, k, side) for f in range(n_folds) for k in range(1, n_treat) for side in (1, 0)]
     futures = [
@@ -599,7 +608,7 @@ def _fit_x(
         for k in range(1, n_treat):
             for m in range(n_out):
                 xs[k][m].append((fitted[(f, k, 0)][m], fitted[(f, k, 1)][m]))  # (tau0, tau1)
-    blocks = client.map(_x_oof, blocks, models=client.scatter(xs, broadcast=True),
+    blocks = client.map(_x_oof, blocks, models=share(client, xs),
                         weights=weights, base_params=params)
     return blocks, xs
 
@@ -623,7 +632,7 @@ def _fit_s(
     ]
     per_fold = _gather_models(client, futures)
     models = [[per_fold[f][m] for f in range(n_folds)] for m in range(n_out)]
-    blocks = client.map(_s_oof, blocks, models=client.scatter(models, broadcast=True),
+    blocks = client.map(_s_oof, blocks, models=share(client, models),
                         base_params=params)
     s_base = make_base_learner(model.base, params, model.n_jobs)
     return blocks, (s_base, models)

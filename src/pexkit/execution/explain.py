@@ -346,7 +346,9 @@ def predict_on_cluster(model: EffectModel, data: DistributedLog) -> Any:
             "with the model's spec, or predict a pandas frame."
         )
     cells = [(k, m) for k in range(1, spec.n_treatments) for m in range(spec.n_outcomes)]
-    terms = client.scatter({c: model.terms(*c) for c in cells}, broadcast=True)
+    from pexkit.execution.dask import share
+
+    terms = share(client, {c: model.terms(*c) for c in cells})
     futures = client.map(_predict_part, data.blocks, terms=terms,
                          shape=(spec.n_treatments, spec.n_outcomes), pure=False)
     return da.concatenate([
