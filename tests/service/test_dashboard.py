@@ -131,7 +131,7 @@ def test_experiment_page_renders_front_tree_segments(launched: Any, browser: Any
     assert "rule" in detail and "largest predicted" in detail
     # the launched version (a tree distilled from the utility version) is marked on the front
     legend = page.locator("#front .legendtext").all_text_contents()
-    assert f"launched (version {launched.tree_version})" in legend
+    assert f"launched (version {launched.tree_version})" in legend and "candidate" in legend
     # and the page says what personalizing adds over that treatment, in words
     assert "Personalization: " in page.locator("p.personalization").first.inner_text()
     page.locator("#policy-detail").screenshot(path=str(ARTIFACTS / "dashboard-policy-click.png"))

@@ -485,7 +485,8 @@ def _front_marks(svc: DecisionService, name: str) -> dict[str, Any]:
     policies = {int(p["version"]): p for p in svc.policies(name)}
     tuned = [{"version": v, "label": p["label"], **p["params"]["offline"]}
              for v, p in policies.items()
-             if isinstance(p.get("params"), dict) and p["params"].get("offline")]
+             if str(p.get("label", "")).startswith("tune round")
+             and isinstance(p.get("params"), dict) and p["params"].get("offline")]
     source = state.launched_version
     seen: set[int] = set()
     while source in policies and source not in seen:
@@ -537,7 +538,9 @@ def _front_section(front: dict[str, Any], marks: dict[str, Any] | None = None) -
             marker={"size": 13 if cand else 8, "symbol": "star" if cand else "circle",
                     "color": [p["lift"][color] for p in sub] if color else None,
                     "colorscale": "Viridis", "showscale": not cand and color is not None,
-                    "colorbar": {"title": _label(color)} if color else None},
+                    # the lower half of the right margin: the legend sits above it
+                    "colorbar": {"title": _label(color), "len": 0.5, "y": 0,
+                                 "yanchor": "bottom"} if color else None},
             hovertemplate="%{text}<br>" + _label(x_name)
             + " %{x:.4g}<br>" + _label(y_name) + " %{y:.4g}<extra></extra>",
         ))

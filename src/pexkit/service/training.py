@@ -223,6 +223,7 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
                                      "sentence": pers["sentence"],
                                      "candidates_note": chosen.meta.get("distinct")}
     front.meta["versions"] = by_label
+    front.mark_candidates(chosen)  # the stars on the dashboard's front
     space = TuningSpace.from_model(model)
     front_doc = front.to_dict()
     front_id = svc.registry.put_json(name, "front", front_doc)
