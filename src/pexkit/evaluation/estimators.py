@@ -17,6 +17,7 @@ DR's on real logs, and wrong), so its intervals are NaN with the reason in
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -145,7 +146,7 @@ def _control(scores: PolicyScores, baseline: int = 0) -> FloatArray:
     return probs
 
 
-class _PerPolicyDR:
+class _PerPolicyDR(ABC):
     """DR variants whose terms depend on the policy beyond a linear table (SNDR, Switch-DR)."""
 
     name: str
@@ -157,8 +158,9 @@ class _PerPolicyDR:
             "evaluate it one policy at a time."
         )
 
+    @abstractmethod
     def _terms(self, scores: PolicyScores, probs: FloatArray) -> FloatArray:
-        raise NotImplementedError
+        """Per-row value terms of the policy given by ``probs`` (n, K)."""
 
     def terms(
         self, scores: PolicyScores, probs: FloatArray, baseline: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,10 +51,16 @@ class PolicyScores:
         """Number of rows."""
         return int(self.treatment.shape[0])
 
+    @cached_property
+    def _observed(self) -> tuple[FloatArray, FloatArray | None]:
+        """:func:`~pexkit.effects.nuisance.observed_weights`, computed once per scores."""
+        return observed_weights(self.treatment, self.outcomes, self.spec.n_treatments,
+                                self.observation)
+
     @property
     def has_missing(self) -> bool:
         """Whether some outcome is missing on some rows (``missing: drop``)."""
-        return bool(np.isnan(self.outcomes).any())
+        return self._observed[1] is not None
 
     def weighted_outcomes(self) -> FloatArray:
         """``R_im Y_im / r_{T_i m}``: the outcomes with attrition weights (missing rows 0).
@@ -61,15 +68,13 @@ class PolicyScores:
         Equal to the outcomes when nothing is missing
         (:func:`pexkit.effects.nuisance.observed_weights`).
         """
-        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments,
-                                          self.observation)
+        filled, weight = self._observed
         return filled if weight is None else filled * weight
 
     def residuals(self) -> FloatArray:
         """``R_im (Y_im - mu_{T_i m}(x_i)) / r_{T_i m}``, shape (n_units, n_outcomes)."""
         logged = self.mu[np.arange(self.n_units), self.treatment, :]
-        filled, weight = observed_weights(self.treatment, self.outcomes, self.spec.n_treatments,
-                                          self.observation)
+        filled, weight = self._observed
         if weight is None:
             return filled - logged
         return np.where(weight > 0, filled - logged, 0.0) * weight
@@ -77,7 +82,7 @@ class PolicyScores:
     def logged_values(self) -> FloatArray:
         """Per row, an unbiased term for what the logging policy got: the observed outcome,
         or with missing values the outcome model plus the weighted residual."""
-        if not self.has_missing:
+        if self._observed[1] is None:
             return self.outcomes
         logged: FloatArray = self.mu[np.arange(self.n_units), self.treatment, :]
         return logged + self.residuals()

@@ -134,6 +134,13 @@ class LinearPolicy:
         text = " ".join(parts) or "0"
         return text[2:] if text.startswith("+ ") else text
 
+    def shift_text(self) -> str:
+        """The biases as each arm's shift of the utility, ``light +0.01, heavy -0.02``
+        (arms without one left out; empty when there are none)."""
+        shifts = self.bias_matrix @ self.signed_weights()
+        return ", ".join(f"{arm} {b:+.3g}" for arm, b in zip(self.spec.arms, shifts, strict=True)
+                         if abs(b) > 1e-12)
+
     def signed_weights(self) -> FloatArray:
         """Return ``w_m s_m`` per outcome."""
         out: FloatArray = self.weight_vector * np.asarray(self.spec.signs)

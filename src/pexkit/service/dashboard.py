@@ -448,21 +448,22 @@ def _health_section(h: dict[str, Any]) -> str:
 
 def _tuning_verdicts(tuning: dict[str, Any]) -> str:
     """The best completed arm per objective (mean, 95% CI) and Ax's recommendation."""
+    from pexkit._stats import Z95
     from pexkit.report.scorecard import fmt_interval, fmt_number
 
     best = [{"objective": f"{o} ({b['goal']})", "best arm": f"round {b['round']} arm "
-             f"{str(b['arm']).rsplit('arm', 1)[-1]} (version {b['version']})",
+             f"{b['arm_number']} (version {b['version']})",
              "mean [95% CI]": " ".join(fmt_interval(b["mean"], b["ci_low"], b["ci_high"],
                                                     signed=False))}
             for o, b in tuning["best"].items()]
     rec = []
     for r in tuning["recommendation"]:
         predicted = "; ".join(
-            f"{o} {fmt_number(v['mean'])}" + (f" ± {fmt_number(1.959964 * v['sem'])}"
+            f"{o} {fmt_number(v['mean'])}" + (f" ± {fmt_number(Z95 * v['sem'])}"
                                              if v.get("sem") is not None else "")
             for o, v in r["predicted"].items())
-        rec.append({"arm": f"round {r['round']} arm {str(r['arm']).rsplit('arm', 1)[-1]} "
-                           f"(version {r['version']})" if r["arm"] else f"trial {r['trial']}",
+        rec.append({"arm": f"round {r['round']} arm {r['arm_number']} (version {r['version']})"
+                    if r["arm"] else f"trial {r['trial']}",
                     "Ax's predicted means (95%)": predicted, "policy": r["policy"]})
     out = ""
     if best:
@@ -508,9 +509,8 @@ def _rule_words(spec: ExperimentSpec, p: dict[str, Any]) -> str:
     policy = LinearPolicy(spec, weights=p["weights"], biases=p["biases"])
     text = (f"each unit gets the arm with the largest predicted "
             f"{policy.utility_text()} (effects vs {spec.control})")
-    shifts = policy.bias_matrix @ policy.signed_weights()
-    extra = [f"{arm} {b:+.3g}" for arm, b in zip(spec.arms, shifts, strict=True) if abs(b) > 1e-12]
-    return text + (f", with the utility shifted by {', '.join(extra)}" if extra else "")
+    shifts = policy.shift_text()
+    return text + (f", with the utility shifted by {shifts}" if shifts else "")
 
 
 def _front_section(front: dict[str, Any], marks: dict[str, Any] | None = None) -> str:

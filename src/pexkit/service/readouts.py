@@ -96,22 +96,16 @@ _ARM_NAME = re.compile(r"round(\d+)-arm(\d+)$")
 _RECOMMENDED: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
 
-def _policy_words(svc: DecisionService, name: str, version: int) -> str:
-    """A tuned arm's policy in words: its utility and any per-treatment biases."""
+def _policy_words(spec: Any, row: dict[str, Any] | None) -> str:
+    """A tuned arm's policy (its stored version row) in words: utility and per-arm shifts."""
     from pexkit.policy.linear import LinearPolicy
-    from pexkit.spec.spec import ExperimentSpec
 
-    row = svc.store.policy(name, version)
     if row is None or row.get("kind") != "linear":
         return ""
-    spec = ExperimentSpec.from_dict(svc.experiment(name).spec)
     policy = LinearPolicy(spec, weights=row["params"]["weights"],
                           biases=row["params"]["biases"])
-    text = f"utility {policy.utility_text()}"
-    biases = [f"{arm} {b:+.3g}" for arm, b in zip(policy.spec.arms, policy.bias_matrix
-                                                  @ policy.signed_weights(), strict=True)
-              if abs(b) > 1e-12]
-    return text + (f"; biases {', '.join(biases)}" if biases else "")
+    shifts = policy.shift_text()
+    return f"utility {policy.utility_text()}" + (f"; biases {shifts}" if shifts else "")
 
 
 def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
@@ -119,9 +113,12 @@ def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
     objective's mean with a 95% CI), the best arm per objective among completed rounds,
     and Ax's recommendation (its model's predictions for the arms it would keep)."""
     from pexkit.service.tuning import OnlineTuner
+    from pexkit.spec.spec import ExperimentSpec
 
     exp = svc.experiment(name)
     state = exp.state
+    spec = ExperimentSpec.from_dict(exp.spec)
+    rows = {int(p["version"]): p for p in svc.policies(name)}
     goals = {o["name"]: o.get("goal", "maximize") for o in exp.spec["outcomes"]}
     goals |= {t["name"]: t.get("goal", "maximize") for t in exp.tracking}
     objectives = list(state.objectives) or list(goals)
@@ -138,7 +135,8 @@ def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
         arms.append({"round": r["round"], "arm": r["arm"], "arm_number": r["arm_number"],
                      "version": r["version"], "trial": r["trial"], "units": int(m.get("n", 0)),
                      "completed": r["epoch"] != state.epoch or state.phase != "tune",
-                     "policy": _policy_words(svc, name, int(r["version"])), "metrics": values})
+                     "policy": _policy_words(spec, rows.get(int(r["version"]))),
+                     "metrics": values})
     best: dict[str, Any] = {}
     done = [a for a in arms if a["completed"] and a["units"] > 1]
     for o in objectives:
@@ -147,7 +145,8 @@ def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
             sign = -1.0 if goals.get(o) == "minimize" else 1.0
             top = max(scored, key=lambda a: sign * a["metrics"][o]["mean"])
             best[o] = {"goal": goals.get(o), "arm": top["arm"], "round": top["round"],
-                       "version": top["version"], **top["metrics"][o]}
+                       "arm_number": top["arm_number"], "version": top["version"],
+                       **top["metrics"][o]}
     recommendation: list[dict[str, Any]] = []
     if state.tuner_id is not None and done:
         key = (name, int(state.tuner_id))
@@ -160,6 +159,7 @@ def tuning_summary(svc: DecisionService, name: str) -> dict[str, Any]:
             recommendation.append({
                 "trial": rec["trial"], "arm": arm["arm"] if arm else None,
                 "round": arm["round"] if arm else None,
+                "arm_number": arm["arm_number"] if arm else None,
                 "version": arm["version"] if arm else None,
                 "policy": arm["policy"] if arm else "", "predicted": rec["predicted"],
             })

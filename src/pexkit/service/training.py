@@ -15,6 +15,7 @@ import pandas as pd
 
 from pexkit.data.logged import LoggedData
 from pexkit.effects.model import EffectModel
+from pexkit.evaluation import build_scores
 from pexkit.exceptions import PexkitError
 from pexkit.optimize.optimize import DEFAULT_BUDGETS, SLOW_QNPAREGO_BUDGET, optimize_policies
 from pexkit.policy.linear import LinearPolicy
@@ -24,6 +25,7 @@ from pexkit.service.state import ExperimentState, TuneArm
 from pexkit.spec.spec import ExperimentSpec
 
 if TYPE_CHECKING:
+    from pexkit.evaluation.scores import PolicyScores
     from pexkit.service.core import DecisionService
 
 __all__ = ["SOURCES", "run_distill", "run_refit", "run_optimize", "run_train", "run_tune_round",
@@ -198,9 +200,11 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
                                                label)
         versions.append(by_label[label])
     utility = LinearPolicy(model.spec_)
+    scores = build_scores(log, model)  # once, for every offline readout below
     if params.get("include_utility", True) and tunable(utility):
         versions.append(svc.store.add_policy(
-            name, "linear", {**utility.to_dict(), "offline": _offline(utility, model, log)},
+            name, "linear",
+            {**utility.to_dict(), "offline": _offline(utility, model, log, scores)},
             int(model_id), "utility (spec weights)"
         ))
     if not any(tunable(p) for p in front.policies):
@@ -210,10 +214,8 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
             "list an outcome the team wants to improve first in the spec."
         )
     # what personalizing adds over the best single treatment (the dashboard says it)
-    from pexkit.evaluation import build_scores
     from pexkit.evaluation.personalization import lifts_vs_arm, personalization_value
 
-    scores = build_scores(log, model)
     named = {"utility": utility, **dict(zip(chosen.labels, chosen.policies, strict=True))}
     pers = personalization_value(log, model, named, utility, scores)
     best = model.spec_.treatment_index(pers["best_single"])
@@ -236,12 +238,15 @@ def run_optimize(svc: DecisionService, name: str, params: dict[str, Any]) -> dic
             "personalization": pers["sentence"]}
 
 
-def _offline(policy: LinearPolicy, model: EffectModel, log: LoggedData) -> dict[str, Any]:
+def _offline(
+    policy: LinearPolicy, model: EffectModel, log: LoggedData, scores: PolicyScores
+) -> dict[str, Any]:
     """A policy's offline DR lifts vs control on the training log (where the dashboard's
-    front plots it), with 95% CIs."""
+    front plots it), with 95% CIs; ``scores``: the log's, built once by the caller."""
     from pexkit.evaluation import evaluate_policy
 
-    frame = evaluate_policy(policy.choose(model.effects_for(log)), log, model).to_frame()
+    frame = evaluate_policy(policy.choose(model.effects_for(log)), log,
+                            scores=scores).to_frame()
     return {"lift": {str(o): float(v) for o, v in frame["lift"].items()},
             "lift_ci": {str(o): [float(r["lift_ci_low"]), float(r["lift_ci_high"])]
                         for o, r in frame.iterrows()}}
@@ -391,10 +396,12 @@ def run_tune_round(svc: DecisionService, name: str, params: dict[str, Any]) -> d
     assert model_id is not None
     model = svc.registry.effect_model(int(model_id))
     log = svc.registry.training_log(int(model_id))
+    scores = build_scores(log, model)
     arms = []
     for i, (trial, pol) in enumerate(proposals):
         version = svc.store.add_policy(
-            name, "linear", {**pol.to_dict(), "offline": _offline(pol, model, log)}, model_id,
+            name, "linear", {**pol.to_dict(), "offline": _offline(pol, model, log, scores)},
+            model_id,
             f"tune round {rnd} arm {i + 1}",
         )
         arms.append(TuneArm(f"round{rnd}-arm{i + 1}", version, trial))
