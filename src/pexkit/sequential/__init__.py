@@ -1,0 +1,13 @@
+"""Sequential decisions: offline reinforcement learning and off-policy evaluation of sequences.
+
+A :class:`SequentialSpec` describes a log with one row per decision (a unit,
+a time, the state, the logged action with its propensity, the rewards that
+followed); :class:`TransitionLog` validates it and links each decision to the
+unit's next one.
+"""
+
+from pexkit.sequential.log import StateEncoder, TransitionLog
+from pexkit.sequential.policy import action_probabilities
+from pexkit.sequential.spec import Reward, SequentialSpec
+
+__all__ = ["Reward", "SequentialSpec", "StateEncoder", "TransitionLog", "action_probabilities"]
