@@ -49,7 +49,7 @@ from pexkit.optimize import (
     optimize_policies,
 )
 from pexkit.policy import LinearPolicy, choose_batch
-from pexkit.simulate import Simulation, simulate
+from pexkit.simulate import SequentialSimulation, Simulation, simulate
 from pexkit.spec import ExperimentSpec, Outcome
 
 __version__ = "0.1.0"
@@ -79,6 +79,7 @@ __all__ = [
     "SampleRatioMismatchWarning",
     "SampleRatioTest",
     "Segments",
+    "SequentialSimulation",
     "ServiceError",
     "Simulation",
     "SpecError",

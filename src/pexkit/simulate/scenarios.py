@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from pexkit.data import LoggedData
 from pexkit.exceptions import InvalidParameterError
+from pexkit.simulate.sequential import SequentialSimulation, simulate_notification_volume
 from pexkit.spec import ExperimentSpec
 
 __all__ = ["SCENARIOS", "Scenario", "Simulation", "simulate"]
@@ -349,6 +350,28 @@ class Simulation:
         )
 
 
+@overload
+def simulate(
+    scenario: Literal["notification-volume"],
+    n_units: int = ...,
+    seed: int = ...,
+    *,
+    shares: Any = ...,
+    **scenario_options: Any,
+) -> SequentialSimulation: ...
+
+
+@overload
+def simulate(
+    scenario: str = ...,
+    n_units: int = ...,
+    seed: int = ...,
+    *,
+    shares: Any = ...,
+    **scenario_options: Any,
+) -> Simulation: ...
+
+
 def simulate(
     scenario: str = "notifications",
     n_units: int = 10_000,
@@ -356,22 +379,27 @@ def simulate(
     *,
     shares: Any = None,
     **scenario_options: Any,
-) -> Simulation:
+) -> Simulation | SequentialSimulation:
     """Simulate a randomized experiment with known effects.
 
     Parameters
     ----------
-    scenario : {"notifications", "synthetic"}
+    scenario : {"notifications", "synthetic", "notification-volume"}
+        "notification-volume" is a sequential process (one push decision per
+        user per day, see
+        :func:`~pexkit.simulate.sequential.simulate_notification_volume`).
     n_units : int
     seed : int
     shares : sequence of float, optional
-        Assignment shares per arm (default uniform).
+        Assignment shares per arm (default uniform); not for "notification-volume".
     **scenario_options
-        Passed to the scenario (e.g. ``n_features`` for "synthetic").
+        Passed to the scenario (e.g. ``n_features`` for "synthetic"; ``horizon``,
+        ``push_cost``, ``exploration``, ``priority`` ... for "notification-volume").
 
     Returns
     -------
     Simulation
+        A :class:`SequentialSimulation` for "notification-volume".
 
     Examples
     --------
@@ -379,9 +407,17 @@ def simulate(
     >>> sim.true_cate().shape
     (1000, 3, 3)
     """
+    if scenario == "notification-volume":
+        if shares is not None:
+            raise InvalidParameterError(
+                "'shares' is for randomized experiments; the 'notification-volume' log "
+                "follows its logging policy (see 'exploration' and 'logging_policy')."
+            )
+        return simulate_notification_volume(n_units=n_units, seed=seed, **scenario_options)
     if scenario not in SCENARIOS:
         raise InvalidParameterError(
-            f"'scenario' must be one of {sorted(SCENARIOS)}; got {scenario!r}."
+            f"'scenario' must be one of {sorted([*SCENARIOS, 'notification-volume'])}; "
+            f"got {scenario!r}."
         )
     if not isinstance(n_units, int | np.integer) or n_units < 1:
         raise InvalidParameterError(f"'n_units' must be a positive integer; got {n_units!r}.")
