@@ -49,6 +49,13 @@ from pexkit.optimize import (
     optimize_policies,
 )
 from pexkit.policy import LinearPolicy, choose_batch
+from pexkit.sequential import (
+    SequentialSpec,
+    SequentialValue,
+    SequentialValues,
+    TransitionLog,
+    evaluate_sequential,
+)
 from pexkit.simulate import SequentialSimulation, Simulation, simulate
 from pexkit.spec import ExperimentSpec, Outcome
 
@@ -80,9 +87,13 @@ __all__ = [
     "SampleRatioTest",
     "Segments",
     "SequentialSimulation",
+    "SequentialSpec",
+    "SequentialValue",
+    "SequentialValues",
     "ServiceError",
     "Simulation",
     "SpecError",
+    "TransitionLog",
     "ab_readout",
     "build_scores",
     "choose_batch",
@@ -90,6 +101,7 @@ __all__ = [
     "distill_effects",
     "evaluate_policies",
     "evaluate_policy",
+    "evaluate_sequential",
     "feature_importance",
     "fit_policy_tree",
     "hillstrom_spec",

@@ -6,8 +6,24 @@ followed); :class:`TransitionLog` validates it and links each decision to the
 unit's next one.
 """
 
+from pexkit.sequential.evaluate import (
+    ESTIMATORS,
+    SequentialValue,
+    SequentialValues,
+    evaluate_sequential,
+)
 from pexkit.sequential.log import StateEncoder, TransitionLog
 from pexkit.sequential.policy import action_probabilities
 from pexkit.sequential.spec import Reward, SequentialSpec
 
-__all__ = ["Reward", "SequentialSpec", "StateEncoder", "TransitionLog", "action_probabilities"]
+__all__ = [
+    "ESTIMATORS",
+    "SequentialValue",
+    "SequentialValues",
+    "evaluate_sequential",
+    "Reward",
+    "SequentialSpec",
+    "StateEncoder",
+    "TransitionLog",
+    "action_probabilities",
+]

@@ -227,6 +227,26 @@ class TransitionLog:
         """Per-decision utility: rewards @ the spec's signed weights."""
         return np.asarray(self.rewards @ np.asarray(self.spec.utility_weights), dtype=np.float64)
 
+    @property
+    def remaining(self) -> FloatArray:
+        """Time from each decision to the end of the log (the latest time in it).
+
+        In the time column's units (seconds for timestamps). Exogenous: it says
+        how much of a unit's future the log can still show, which makes a
+        finite-window value (what the estimators estimate) Markov.
+        """
+        t = self.frame[self.spec.time]
+        if pd.api.types.is_datetime64_any_dtype(t):
+            return np.asarray((t.max() - t).dt.total_seconds().to_numpy(), dtype=np.float64)
+        vals = t.to_numpy(dtype=np.float64)
+        return np.asarray(vals.max() - vals, dtype=np.float64)
+
+    @property
+    def episode_units(self) -> IntArray:
+        """Unit index (0..n_units-1) of every episode."""
+        codes = pd.factorize(self.frame[self.spec.unit])[0]
+        return np.asarray(codes[self.episode_starts], dtype=np.int64)
+
     def discount(self) -> FloatArray:
         """gamma ** step for every decision."""
         return np.asarray(self.spec.gamma ** self.step.astype(np.float64))
