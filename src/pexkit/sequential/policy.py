@@ -98,14 +98,16 @@ def action_probabilities(
     if not 0.0 <= float(epsilon) <= 1.0:
         raise InvalidParameterError(f"'epsilon' must be in [0, 1]; got {epsilon!r}.")
     n = len(states)
-    if hasattr(policy, "probabilities"):
+    if isinstance(
+        policy, np.ndarray | list | tuple | pd.Series
+    ):  # before choose(): ndarray has one
+        probs = _as_probabilities(np.asarray(policy), n, n_actions)
+    elif hasattr(policy, "probabilities"):
         probs = _as_probabilities(policy.probabilities(states), n, n_actions)
     elif hasattr(policy, "choose"):
         probs = _as_probabilities(policy.choose(states), n, n_actions)
     elif callable(policy):
         probs = _as_probabilities(policy(states), n, n_actions)
-    elif isinstance(policy, np.ndarray | list | tuple | pd.Series):
-        probs = _as_probabilities(np.asarray(policy), n, n_actions)
     else:
         raise InvalidParameterError(
             "a sequential policy must be an agent (with probabilities() or choose()), a callable "
