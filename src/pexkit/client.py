@@ -14,15 +14,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from pexkit.exceptions import InvalidParameterError, PexkitError
+from pexkit.sequential.serving import SequentialDecision
 from pexkit.serving.decision import Decision
 from pexkit.spec.spec import ExperimentSpec
 
-__all__ = ["Client", "Decision", "ServiceError"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["Client", "Decision", "SequentialDecision", "ServiceError"]
 
 
 class ServiceError(PexkitError):
@@ -233,3 +237,115 @@ class Client:
 
     def set_phase(self, experiment: str, phase: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/experiments/{experiment}/phase", {"phase": phase}))
+
+    # --------------------------------------------------------- sequential experiments
+    def create_sequential(
+        self, name: str, spec: Any, epsilon: float = 0.05, time: str = "step",
+        salt: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a sequential experiment from a SequentialSpec, its dict form, or a YAML path.
+
+        It serves the uniform random policy until an agent is launched;
+        ``epsilon`` is the default exploration of launched agents; ``time`` is
+        ``"step"`` (numbers) or ``"timestamp"`` (timezone-aware ISO-8601).
+        """
+        from pexkit.sequential.spec import SequentialSpec
+
+        if isinstance(spec, SequentialSpec):
+            raw = spec.to_dict()
+        elif isinstance(spec, Mapping):
+            raw = dict(spec)
+        else:
+            raw = SequentialSpec.from_yaml(spec).to_dict()
+        body = {"name": name, "spec": raw, "epsilon": epsilon, "time": time, "salt": salt}
+        return dict(self._call("POST", "/v1/sequential", body))
+
+    def sequential(self, name: str) -> dict[str, Any]:
+        """A sequential experiment: spec, versions (the live one), counts."""
+        return dict(self._call("GET", f"/v1/sequential/{name}"))
+
+    def launch_sequential(
+        self, name: str, agent: Any, epsilon: float | None = None
+    ) -> dict[str, Any]:
+        """Serve a fitted OfflineAgent (or its to_dict() form) as the next version."""
+        import orjson
+
+        raw = agent.to_dict() if hasattr(agent, "to_dict") else dict(agent)
+        raw = orjson.loads(orjson.dumps(raw))  # plain JSON: a NaN (e.g. a loss) becomes null
+        return dict(self._call("POST", f"/v1/sequential/{name}/launch",
+                               {"agent": raw, "epsilon": epsilon}))
+
+    @staticmethod
+    def _sequential_decision(d: Mapping[str, Any]) -> SequentialDecision:
+        return SequentialDecision(
+            action=d["action"], action_index=int(d["action_index"]),
+            propensity=float(d["propensity"]), version=int(d["version"]),
+            explored=bool(d["explored"]), unit=d["unit"], time=d["time"],
+        )
+
+    def decide_sequential(
+        self, name: str, unit: str | int, time: Any, state: Mapping[str, Any]
+    ) -> SequentialDecision:
+        """Decide for one unit at ``time`` (a step, or an aware datetime / ISO-8601 text)."""
+        body = {"unit": unit, "time": _time_json(time), "state": dict(state)}
+        return self._sequential_decision(
+            self._call("POST", f"/v1/sequential/{name}/decide", body))
+
+    def decide_sequential_batch(
+        self, name: str, requests: Iterable[tuple[str | int, Any, Mapping[str, Any]]]
+    ) -> list[SequentialDecision]:
+        """Decide for many ``(unit, time, state)`` in one call."""
+        body = {"requests": [{"unit": u, "time": _time_json(t), "state": dict(s)}
+                             for u, t, s in requests]}
+        out = self._call("POST", f"/v1/sequential/{name}/decide/batch", body)
+        return [self._sequential_decision(d) for d in out["decisions"]]
+
+    def log_sequential(
+        self, name: str, unit: str | int, time: Any, reward: str | None = None,
+        value: float | None = None, event_id: str | int | None = None, done: bool = False,
+    ) -> dict[str, int]:
+        """Log a reward of the decision at (unit, time); ``done=True`` marks it terminal."""
+        body = {"unit": unit, "time": _time_json(time), "reward": reward, "value": value,
+                "event_id": event_id, "done": done}
+        return dict(self._call("POST", f"/v1/sequential/{name}/log", body))
+
+    def log_sequential_batch(
+        self, name: str, events: Iterable[Mapping[str, Any]]
+    ) -> dict[str, int]:
+        """Log many events (each ``{unit, time, reward, value}``, optionally ``event_id``,
+        ``done``) in one transaction."""
+        body = {"events": [{**e, "time": _time_json(e.get("time"))} for e in events]}
+        return dict(self._call("POST", f"/v1/sequential/{name}/log/batch", body))
+
+    def sequential_log(self, name: str) -> pd.DataFrame:
+        """The decision log as a DataFrame for ``TransitionLog.from_frame(frame, spec)``.
+
+        One row per decision with the spec's columns: unit, time, action,
+        propensity, the state columns, each reward (summed; 0 when none) and
+        done; ``frame.attrs["spec"]`` holds the experiment's spec (a dict).
+        Timestamps come back as UTC datetimes.
+        """
+        import pandas as pd
+
+        doc = self._call("GET", f"/v1/sequential/{name}/log")
+        frame = pd.DataFrame(doc["rows"], columns=doc["columns"])
+        spec = doc["spec"]
+        for col in spec.get("state", {}).get("numeric") or []:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        if doc["time"] == "timestamp":
+            frame[spec["time"]] = pd.to_datetime(frame[spec["time"]], utc=True)
+        frame.attrs["spec"] = spec
+        return frame
+
+
+def _time_json(time: Any) -> Any:
+    """A decision time as JSON: an aware datetime as ISO-8601 text, numbers as they are."""
+    if isinstance(time, datetime):
+        if time.tzinfo is None:
+            raise InvalidParameterError(
+                f"time {time!r}: give a timezone-aware datetime (e.g. tzinfo=UTC)."
+            )
+        return time.isoformat()
+    if hasattr(time, "item") and not isinstance(time, str):  # numpy scalars
+        return time.item()
+    return time

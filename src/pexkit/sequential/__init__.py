@@ -14,6 +14,7 @@ from pexkit.sequential.evaluate import (
 )
 from pexkit.sequential.log import StateEncoder, TransitionLog
 from pexkit.sequential.policy import action_probabilities
+from pexkit.sequential.serving import SequentialDecision, ServedAgent
 from pexkit.sequential.spec import Reward, SequentialSpec
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "SequentialValues",
     "evaluate_sequential",
     "Reward",
+    "SequentialDecision",
     "SequentialSpec",
+    "ServedAgent",
     "StateEncoder",
     "TransitionLog",
     "action_probabilities",

@@ -452,6 +452,9 @@ def create_app(db: str = "sqlite:///pexkit.db", admin_key: str | None = None) ->
 
     app.state.service = svc
     app.state.keys = keys
+    from pexkit.service.sequential import sequential_router
+
+    app.include_router(sequential_router(lambda: svc().store, _responses))
     from pexkit.service.dashboard import mount_dashboard
 
     mount_dashboard(app, svc)

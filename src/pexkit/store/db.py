@@ -817,3 +817,184 @@ class EventStore:
                 .order_by(t.arm_history.c.epoch, t.arm_history.c.arm)
             )
             return [dict(r) for r in rows.mappings()]
+
+    # ------------------------------------------------------------ sequential experiments
+    def create_sequential(self, row: dict[str, Any]) -> bool:
+        """Insert a sequential experiment and its version 1 (uniform random); False if it exists."""
+        stmt = (
+            self._insert(t.sequential_experiments).values(**row, live_version=1)
+            .on_conflict_do_nothing().returning(t.sequential_experiments.c.name)
+        )
+        with self.engine.begin() as conn:
+            created = conn.execute(stmt).first() is not None
+            if created:
+                conn.execute(t.sequential_agents.insert().values(
+                    experiment=row["name"], version=1, kind="uniform", agent=None, epsilon=1.0,
+                    summary={"label": "uniform random"}, created_at=row["created_at"],
+                ))
+        return created
+
+    def sequential(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.sequential_experiments).where(t.sequential_experiments.c.name == name)
+            ).mappings().first()
+        return None if row is None else dict(row)
+
+    def sequential_names(self) -> list[str]:
+        se = t.sequential_experiments.c
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(se.name).order_by(se.created_at))]
+
+    def sequential_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a sequential experiment, without the agents themselves."""
+        sa_ = t.sequential_agents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(sa_.version, sa_.kind, sa_.epsilon, sa_.summary, sa_.created_at)
+                .where(sa_.experiment == name).order_by(sa_.version)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def sequential_agent(self, name: str, version: int) -> dict[str, Any] | None:
+        """One version with its agent (JSON; None for the uniform version)."""
+        sa_ = t.sequential_agents.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.sequential_agents)
+                .where((sa_.experiment == name) & (sa_.version == version))
+            ).mappings().first()
+        return None if row is None else dict(row)
+
+    def launch_sequential(
+        self, name: str, agent: dict[str, Any], epsilon: float, summary: dict[str, Any]
+    ) -> int:
+        """Store ``agent`` as the next version and make it live, atomically; returns the version."""
+        se, sa_ = t.sequential_experiments.c, t.sequential_agents.c
+        with self.engine.begin() as conn:
+            lock = sa.select(se.name).where(se.name == name)
+            if self.dialect == "postgresql":  # serialize version numbers per experiment
+                lock = lock.with_for_update()
+            conn.execute(lock)
+            version = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(sa_.version), 0))
+                .where(sa_.experiment == name)
+            ).scalar_one() + 1
+            conn.execute(t.sequential_agents.insert().values(
+                experiment=name, version=version, kind="agent", agent=agent, epsilon=epsilon,
+                summary=summary, created_at=now(),
+            ))
+            conn.execute(t.sequential_experiments.update().where(se.name == name)
+                         .values(live_version=version))
+        return int(version)
+
+    def sequential_decisions(
+        self, name: str, keys: Iterable[tuple[str, str]], conn: Connection | None = None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The stored decisions at these (unit, time) keys (missing keys are left out)."""
+        wanted = set(keys)
+        dc = t.sequential_decisions.c
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def read(c: Connection) -> None:
+            for chunk in _chunks(sorted({u for u, _ in wanted})):
+                rows = c.execute(
+                    sa.select(t.sequential_decisions)
+                    .where((dc.experiment == name) & dc.unit.in_(chunk))
+                ).mappings()
+                for m in rows:
+                    if (m["unit"], m["time"]) in wanted:
+                        out[(m["unit"], m["time"])] = dict(m)
+
+        if conn is not None:
+            read(conn)
+        else:
+            with self.engine.connect() as c:
+                read(c)
+        return out
+
+    def commit_sequential_decisions(
+        self, name: str, rows: list[dict[str, Any]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Insert decisions (first write of a (unit, time) wins); return the stored ones.
+
+        Every row's (unit, time) maps to the decision in the store after the
+        commit: the row itself when it was new, else the one stored before.
+        """
+        dc = t.sequential_decisions.c
+        stamp = now()
+        params = [{**r, "experiment": name, "done": False, "created_at": stamp} for r in rows]
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.engine.begin() as conn:
+            inserted: set[tuple[str, str]] = set()
+            if params:
+                res = conn.execute(
+                    self._insert(t.sequential_decisions).on_conflict_do_nothing()
+                    .returning(dc.unit, dc.time), params,
+                )
+                inserted = {(u, tm) for u, tm in res.all()}
+            for p in params:
+                if (p["unit"], p["time"]) in inserted:
+                    found[(p["unit"], p["time"])] = p
+            rest = [(p["unit"], p["time"]) for p in params if (p["unit"], p["time"]) not in found]
+            if rest:
+                found.update(self.sequential_decisions(name, rest, conn))
+        self.check_alive()
+        return found
+
+    def log_sequential_rewards(
+        self, name: str, events: list[dict[str, Any]], seen_twice: int = 0
+    ) -> tuple[int, int]:
+        """Insert reward events (idempotent on event_id) and mark ``done`` decisions terminal.
+
+        Returns (accepted, duplicates); ``seen_twice`` counts duplicates the
+        caller already dropped from the batch.
+        """
+        rc, dc = t.sequential_rewards.c, t.sequential_decisions.c
+        stamp = now()
+        rows = [{**e, "experiment": name, "created_at": stamp} for e in events]
+        with self.engine.begin() as conn:
+            accepted: list[Any] = []
+            if rows:
+                res = conn.execute(
+                    self._insert(t.sequential_rewards).on_conflict_do_nothing()
+                    .returning(rc.unit, rc.time, rc.done), rows,
+                )
+                accepted = list(res.all())
+            for unit, time, done in accepted:
+                if done:
+                    conn.execute(
+                        t.sequential_decisions.update()
+                        .where((dc.experiment == name) & (dc.unit == unit) & (dc.time == time))
+                        .values(done=True)
+                    )
+        self.check_alive()
+        return len(accepted), len(rows) - len(accepted) + seen_twice
+
+    def sequential_log(self, name: str) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Every decision (by unit, then time) and the sums of each reward per decision.
+
+        Returns ``(decisions, totals)``: totals are ``(unit, time, reward, sum)``.
+        """
+        dc, rc = t.sequential_decisions.c, t.sequential_rewards.c
+        with self.engine.connect() as conn:
+            decisions = [dict(r) for r in conn.execute(
+                sa.select(dc.unit, dc.time, dc.time_value, dc.action, dc.propensity, dc.version,
+                          dc.explored, dc.state, dc.done)
+                .where(dc.experiment == name).order_by(dc.unit, dc.time_value)
+            ).mappings()]
+            totals = list(conn.execute(
+                sa.select(rc.unit, rc.time, rc.reward, sa.func.sum(rc.value))
+                .where((rc.experiment == name) & rc.reward.is_not(None))
+                .group_by(rc.unit, rc.time, rc.reward)
+            ).all())
+        return decisions, totals
+
+    def count_sequential(self, name: str) -> tuple[int, int]:
+        """(decisions, reward events) of a sequential experiment."""
+        with self.engine.connect() as conn:
+            n_dec = conn.execute(sa.select(sa.func.count()).where(
+                t.sequential_decisions.c.experiment == name)).scalar_one()
+            n_rew = conn.execute(sa.select(sa.func.count()).where(
+                t.sequential_rewards.c.experiment == name)).scalar_one()
+        return int(n_dec), int(n_rew)

@@ -6,6 +6,14 @@ Schema version 2. An experiment's mutable state is one typed JSON document
 two server processes never overwrite each other's changes. Models, fronts and
 tuner states are immutable blobs referenced by id; they are model text plus a
 JSON manifest (or plain JSON), never pickles.
+
+Sequential experiments (``/v1/sequential``: one decision per unit and time,
+served by an offline RL agent) have tables of their own, added to schema 2 in
+place (``create_all`` adds missing tables at start; older pexkit versions
+ignore them): ``sequential_experiments``, ``sequential_agents`` (versions: 1 is
+the uniform random policy, later ones launched agents as JSON),
+``sequential_decisions`` (one per experiment, unit and time) and
+``sequential_rewards`` (reward events; ``event_id`` unique per experiment).
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 SCHEMA_VERSION = 2
@@ -142,4 +152,61 @@ arm_history = Table(
     Column("version", Integer, nullable=False),
     Column("trial", Integer, nullable=True),
     Column("metrics", JSON, nullable=True),
+)
+
+sequential_experiments = Table(
+    "sequential_experiments",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("spec", JSON, nullable=False),  # SequentialSpec.to_dict()
+    Column("salt", String(64), nullable=False),
+    Column("epsilon", Float, nullable=False),  # the default exploration of a launch
+    Column("time_kind", String(20), nullable=False),  # step | timestamp
+    Column("live_version", Integer, nullable=False),  # 1: uniform random
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+sequential_agents = Table(
+    "sequential_agents",
+    metadata,
+    Column("experiment", String(64),
+           ForeignKey("sequential_experiments.name", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),  # uniform | agent
+    Column("agent", JSON, nullable=True),  # OfflineAgent.to_dict(); null for uniform
+    Column("epsilon", Float, nullable=False),  # what it is served with
+    Column("summary", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+sequential_decisions = Table(
+    "sequential_decisions",
+    metadata,
+    Column("experiment", String(64), primary_key=True),
+    Column("unit", String(200), primary_key=True),
+    Column("time", String(64), primary_key=True),  # canonical text of the step or UTC time
+    Column("time_value", Float, nullable=False),  # the step, or seconds since 1970
+    Column("action", Integer, nullable=False),
+    Column("propensity", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("explored", Boolean, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+sequential_rewards = Table(
+    "sequential_rewards",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment", String(64), nullable=False),
+    Column("unit", String(200), nullable=False),
+    Column("time", String(64), nullable=False),
+    Column("reward", String(200), nullable=True),  # null: an event that only marks done
+    Column("value", Float, nullable=True),
+    Column("event_id", String(200), nullable=True),  # null: not deduplicated
+    Column("done", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("experiment", "event_id", name="uq_sequential_rewards_event"),
+    Index("ix_sequential_rewards_decision", "experiment", "unit", "time"),
 )
