@@ -354,11 +354,66 @@ def _print_front(result: AnalysisResult) -> None:
         console.print(f"candidates: {cands.meta['distinct']}")
 
 
+@app.command("analyze-sequential", cls=_Command)
+def analyze_sequential_cmd(
+    log: Annotated[Path, typer.Argument(help="Decision log: a CSV or Parquet file, one row per decision.")],
+    spec: Annotated[Path, typer.Option("--spec", help="YAML sequential spec: unit, time, action, rewards, state, propensity.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for summary.json, agent.json and report.html.")] = Path("pexkit-sequential"),
+    algorithm: Annotated[str, typer.Option(help="Offline RL algorithm: cql, ddqn or fqi.")] = "cql",
+    estimator: Annotated[str, typer.Option(help="Off-policy estimator: dr, smis, wpdis, pdis or fqe.")] = "dr",
+    epsilon: Annotated[float, typer.Option(help="Exploration the agent serves with (and is evaluated with).")] = 0.05,
+    tune: Annotated[bool, typer.Option(help="Choose the agent's hyperparameters by held-out off-policy estimates.")] = False,
+    front: Annotated[bool, typer.Option(help="Trace the trade-off between rewards (agents over reward weights).")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the summary JSON here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Learn a sequential policy from a decision log (offline RL) and evaluate it off-policy.
+
+    Compares the agent with the logging policy, each action taken always and the
+    myopic one-step policy, per reward with 95% CIs; traces the front over reward
+    weights. Writes OUT/summary.json, OUT/agent.json (serve it with
+    POST /v1/sequential/NAME/launch) and OUT/report.html.
+    """
+    from pexkit.sequential import SequentialSpec, TransitionLog
+    from pexkit.sequential.analysis import analyze_sequential
+
+    seq_spec = SequentialSpec.from_yaml(spec)
+    data = TransitionLog.from_path(log, seq_spec)
+    console.print(f"[bold]{seq_spec.name}[/bold]: {data.n_decisions:,} decisions, "
+                  f"{data.n_episodes:,} episodes; actions {list(seq_spec.actions)}")
+    result = analyze_sequential(data, algorithm=algorithm, estimator=estimator, epsilon=epsilon,
+                                tune=tune, front=front, random_state=seed, out=out,
+                                progress=progress)
+    table = Table(title=f"policies ({estimator}; change vs the logging policy, 95% CI)")
+    table.add_column("policy")
+    for r in seq_spec.reward_names + ("utility",):
+        table.add_column(r, justify="right")
+    comp = result.comparison()
+    from pexkit.report.scorecard import fmt_interval
+
+    for name in result.values:
+        cells = []
+        for r in seq_spec.reward_names + ("utility",):
+            row = comp[(comp["policy"] == name) & (comp["reward"] == r)].iloc[0]
+            value = fmt_interval(row["value"], row["ci_low"], row["ci_high"], signed=False)
+            cells.append(f"{value[0]} {value[1]}" if name == "logging" else
+                         f"{value[0]} ({' '.join(fmt_interval(row['vs_logging'], row['vs_logging_ci_low'], row['vs_logging_ci_high']))})")
+        table.add_row(name, *cells)
+    console.print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result.summary, indent=2, default=float))
+    console.print(f"wrote {out / 'summary.json'}, {out / 'agent.json'} and {out / 'report.html'}")
+    console.print(f"next: open {out / 'report.html'}; to serve the agent, pexkit serve and POST "
+                  f"{out / 'agent.json'} to /v1/sequential/NAME/launch", markup=False,
+                  highlight=False, soft_wrap=True)
+
+
 @app.command("simulate", cls=_Command)
 def simulate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the log (.csv or .parquet).")] = Path("simulated.csv"),
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Where to write the spec YAML.")] = None,
-    scenario: Annotated[str, typer.Option(help=f"One of: {', '.join(SCENARIOS)}.")] = "notifications",
+    scenario: Annotated[str, typer.Option(help=f"One of: {', '.join(SCENARIOS)}, notification-volume (sequential decisions).")] = "notifications",
     n: Annotated[int, typer.Option("--n", help="Number of units.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -368,6 +423,20 @@ def simulate_cmd(
     (weight 0: estimated and reported, not optimized), so analyzing the log
     answers the question `pexkit demo` does.
     """
+    if scenario == "notification-volume":
+        seq = simulate(scenario, n_units=n, seed=seed)
+        if out.suffix.lower() in (".parquet", ".pq"):
+            seq.frame.to_parquet(out, index=False)
+        else:
+            seq.frame.to_csv(out, index=False)
+        spec_path = spec_out or out.with_suffix(".yaml")
+        seq.spec.to_yaml(spec_path)
+        console.print(
+            f"wrote {len(seq.frame):,} decisions of {n:,} users to {out} and the spec to {spec_path}\n"
+            f"next: pexkit analyze-sequential {out} --spec {spec_path} --out sequential/",
+            markup=False, highlight=False, soft_wrap=True,
+        )
+        return
     sim = simulate(scenario, n_units=n, seed=seed)
     if out.suffix.lower() in (".parquet", ".pq"):
         sim.frame.to_parquet(out, index=False)

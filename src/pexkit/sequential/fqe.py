@@ -105,34 +105,38 @@ def fit_fqe(
     }
     rows = np.flatnonzero(train)
     out = np.zeros((n, A, R))
-    # the rows are binned once; each iteration continues the same booster with
-    # squared-loss gradients towards the new targets (no re-binning, no refit)
-    data = lgb.Dataset(
+    # bins are found once (a reference Dataset); each iteration boosts a few trees
+    # from the current Q (init_score) towards the new targets, and Q adds only the
+    # new trees' predictions: the cost stays linear in the number of trees
+    reference = lgb.Dataset(
         logged[rows], label=np.zeros(rows.size), params={"verbose": -1}, free_raw_data=False
     ).construct()
+    logged_rows = logged[rows]
+    act_rows = log.actions[rows]
     for r in range(R):
         q = np.zeros((n, A))
-        target = np.zeros(rows.size)
-        base = 0.0
-        booster: Any = None
-
-        def l2(
-            preds: FloatArray, _: Any, target: FloatArray = target
-        ) -> tuple[FloatArray, FloatArray]:
-            return preds - target, np.ones_like(preds)
-
         for k in range(iters):
             v_next = np.zeros(n)
             if k > 0:
                 v = (target_probs * q).sum(axis=1)
                 v_next[has_next] = v[nxt[has_next]]
-            target[:] = (values[:, r] + gamma * v_next)[rows]
+            target = (values[:, r] + gamma * v_next)[rows]
             if k == 0:  # start from the mean, as regression boosting does
-                data.set_init_score(np.full(rows.size, target.mean()))
-                booster = lgb.Booster(params={**params, "objective": "none"}, train_set=data)
-                base = float(target.mean())
-            for _ in range(int(opts["first_rounds"] if k == 0 else opts["rounds"])):
-                booster.update(fobj=l2)
-            q = np.column_stack([booster.predict(d) for d in designs]) + base
+                q[:] = target.mean()
+            current = q[rows, act_rows]
+            data = lgb.Dataset(
+                logged_rows,
+                label=target,
+                init_score=current,
+                reference=reference,
+                params={"verbose": -1},
+            )
+            booster = lgb.train(
+                params,
+                data,
+                num_boost_round=int(opts["first_rounds"] if k == 0 else opts["rounds"]),
+            )
+            for a, d in enumerate(designs):
+                q[:, a] += booster.predict(d)
         out[:, :, r] = q
     return out

@@ -198,6 +198,7 @@ def sequential_front(
     n_bootstrap: int = 200,
     random_state: int = 0,
     agent_options: Mapping[str, Any] | None = None,
+    eval_log: TransitionLog | None = None,
     progress: bool | None = None,
 ) -> SequentialFront:
     """Train an agent per set of reward weights and estimate each one's value per reward.
@@ -215,6 +216,9 @@ def sequential_front(
         Evaluate the agents with this much exploration (what they would serve with).
     agent_options : mapping, optional
         Options of every agent.
+    eval_log : TransitionLog, optional
+        Estimate the points on this log (other units than ``log``, which trains
+        the agents): estimates on the training units favour the agents.
     """
     from pexkit.sequential.agents import OfflineAgent
 
@@ -232,36 +236,29 @@ def sequential_front(
                     algorithm=algorithm,
                     weights=w,
                     random_state=random_state,
-                    progress=False,
                     **dict(agent_options or {}),
-                ).fit(log)
+                ).fit(log, progress=False)
             )
             bar.advance()
-    policies: dict[str, Any] = {f"policy {i + 1}": a for i, a in enumerate(agents)}
-    n, A = log.n_decisions, log.n_actions
-    policies["logging"] = logging_probabilities(log)
+    target = log if eval_log is None else eval_log
+    # agents as they would serve (with epsilon), the baselines as they are
+    policies: dict[str, Any] = {
+        f"policy {i + 1}": a.probabilities(target.states, epsilon=epsilon)
+        for i, a in enumerate(agents)
+    }
+    n, A = target.n_decisions, target.n_actions
+    policies["logging"] = logging_probabilities(target)
     for a, label in enumerate(spec.actions):
         policies[f"always {label}"] = one_hot(np.full(n, a), A)
     values = evaluate_sequential(
         policies,
-        log,
+        target,
         estimator,
         epsilon=0.0,
         n_bootstrap=n_bootstrap,
         random_state=random_state,
         progress=progress,
     )
-    if epsilon:
-        served = evaluate_sequential(
-            {k: v for k, v in policies.items() if k.startswith("policy")},
-            log,
-            estimator,
-            epsilon=epsilon,
-            n_bootstrap=n_bootstrap,
-            random_state=random_state,
-            progress=False,
-        )
-        values.values.update(served.values)
     n_base = len(policies) - len(agents)
     labels = list(policies)
     return SequentialFront(

@@ -125,10 +125,8 @@ def tune_agent(
     with progress_bar(len(configs), f"tuning {algorithm}", progress) as bar:
         for cfg in configs:
             opts = {**fixed, **cfg}
-            agent = OfflineAgent(
-                algorithm=algorithm, random_state=random_state, progress=False, **opts
-            )
-            agent.fit(train)
+            agent = OfflineAgent(algorithm=algorithm, random_state=random_state, **opts)
+            agent.fit(train, progress=False)
             agents.append(agent)
             values.append(evaluate_sequential(agent, test, estimator, random_state=random_state))
             bar.advance()
@@ -151,7 +149,6 @@ def tune_agent(
         chosen = OfflineAgent(
             algorithm=algorithm,
             random_state=random_state,
-            progress=False,
             **{**fixed, **configs[best]},
-        ).fit(log)
+        ).fit(log, progress=False)
     return AgentSelection(chosen, dict(configs[best]), pd.DataFrame(rows), values)
