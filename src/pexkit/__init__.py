@@ -50,6 +50,7 @@ from pexkit.optimize import (
 )
 from pexkit.policy import LinearPolicy, choose_batch
 from pexkit.sequential import (
+    OfflineAgent,
     SequentialSpec,
     SequentialValue,
     SequentialValues,
@@ -75,6 +76,7 @@ __all__ = [
     "LoggedData",
     "ModelFormatError",
     "NotFittedError",
+    "OfflineAgent",
     "Outcome",
     "ParetoFront",
     "PexkitError",
