@@ -194,7 +194,9 @@ def test_auto_between_t_and_dr_on_the_cluster_is_the_single_process_fit(
     np.testing.assert_allclose(va.lift, vb.lift, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("learner", ["x", "s", "auto"])
+# "auto" over all four learners is left out (67 s in CI): T and DR are compared on the
+# cluster by the test above, and X and S fit here; auto's choice is the same block sums
+@pytest.mark.parametrize("learner", ["x", "s"])
 def test_every_learner_on_the_cluster_is_the_single_process_fit(
     client: Any, sim: px.Simulation, parts: Path, learner: str
 ) -> None:

@@ -174,6 +174,8 @@ def test_spec_and_log_validation() -> None:
     for match, frame in cases.items():
         with pytest.raises(InvalidDataError, match=match):
             px.TransitionLog.from_frame(frame, spec)
+    # ...unless asked to leave such episodes out
+    assert px.TransitionLog.from_frame(base.iloc[:3], spec, single="drop").n_episodes == 1
     no_prop = px.SequentialSpec.from_dict({**SPEC, "propensity": None})
     with pytest.raises(InvalidDataError, match="propensity: estimate"):
         px.TransitionLog.from_frame(base, no_prop)

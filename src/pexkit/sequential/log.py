@@ -291,8 +291,8 @@ class TransitionLog:
 
     # ------------------------------------------------------------ loading
     @classmethod
-    def from_path(cls, path: str | Path, spec: SequentialSpec) -> TransitionLog:
-        """Read a CSV or Parquet log."""
+    def from_path(cls, path: str | Path, spec: SequentialSpec, *, single: str = "error") -> TransitionLog:
+        """Read a CSV or Parquet log (``single`` as in :meth:`from_frame`)."""
         path = Path(path)
         if not path.exists():
             raise InvalidDataError(
@@ -300,7 +300,7 @@ class TransitionLog:
             )
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
-            return cls.from_frame(pd.read_parquet(path), spec)
+            return cls.from_frame(pd.read_parquet(path), spec, single=single)
         if suffix in (".csv", ".txt"):
             try:
                 frame = pd.read_csv(path)
@@ -308,14 +308,21 @@ class TransitionLog:
                 raise InvalidDataError(
                     f"log file {str(path)!r}: expected a header row and data rows; found an empty file."
                 ) from None
-            return cls.from_frame(frame, spec)
+            return cls.from_frame(frame, spec, single=single)
         raise InvalidDataError(
             f"log file {str(path)!r}: expected a .csv or .parquet file; found {suffix!r}."
         )
 
     @classmethod
-    def from_frame(cls, frame: Any, spec: SequentialSpec) -> TransitionLog:
-        """Validate a decision log and build the transitions."""
+    def from_frame(cls, frame: Any, spec: SequentialSpec, *, single: str = "error") -> TransitionLog:
+        """Validate a decision log and build the transitions.
+
+        ``single`` says what to do with an episode of one decision that is not
+        terminal (no transition: e.g. a user first seen on the log's last day):
+        ``"error"`` (the default: say so) or ``"drop"`` (leave those decisions out).
+        """
+        if single not in ("error", "drop"):
+            raise InvalidDataError(f"'single' must be 'error' or 'drop'; got {single!r}.")
         if not isinstance(spec, SequentialSpec):
             raise InvalidDataError(
                 f"'spec' must be a SequentialSpec; got {type(spec).__name__}. Build one with "
@@ -463,15 +470,20 @@ class TransitionLog:
                     f"sorted row {i}",
                 )
         lengths = np.diff(np.r_[np.flatnonzero(new), len(df)])
-        single = (lengths == 1) & ~done[np.flatnonzero(new)]
-        if single.any():
-            i = int(np.flatnonzero(new)[np.flatnonzero(single)[0]])
+        lone = (lengths == 1) & ~done[np.flatnonzero(new)]
+        if lone.any() and single == "drop":
+            keep = ~np.repeat(lone, lengths)
+            kept = df[keep].reset_index(drop=True)
+            if kept.empty:
+                raise InvalidDataError("every episode of the log has one decision; nothing to learn from.")
+            return cls.from_frame(kept, spec, single="error")
+        if lone.any():
+            i = int(np.flatnonzero(new)[np.flatnonzero(lone)[0]])
             raise InvalidDataError(
                 f"column {spec.unit!r}: expected at least two decisions per episode (a transition needs a "
-                f"next state) unless the first is terminal; found {int(single.sum())} episodes with one "
-                f"decision, such as unit {df[spec.unit].iloc[i]!r}. Drop them (e.g. "
-                f"df.groupby({spec.unit!r}).filter(lambda g: len(g) > 1)) or mark terminal decisions in "
-                "the 'done' column."
+                f"next state) unless the first is terminal; found {int(lone.sum())} episodes with one "
+                f"decision, such as unit {df[spec.unit].iloc[i]!r}. Pass single='drop' to leave them "
+                "out, or mark terminal decisions in the 'done' column."
             )
         info: dict[str, Any] | None = None
         if spec.propensity == "estimate":
