@@ -38,6 +38,15 @@ def test_analysis_compares_on_held_out_units_and_agrees_with_the_truth(
     truth = sim.true_value(res.agent, n_units=20_000, epsilon=0.05)["value"]
     logging = sim.true_value(sim.logging_policy, n_units=20_000)["value"]
     assert truth["utility"] > logging["utility"] + 0.05
+    # ...than always-send and the true myopic rule, and it reaches 90% of the best simple rule
+    # (threshold rules searched by brute force over the simulator, tests/sequential/test_simulator.py)
+    from pexkit.simulate.sequential import always, threshold_rule
+
+    always_send = sim.true_value(always(1), n_units=20_000)["value"]["utility"]
+    myopic = sim.true_value(sim.true_myopic_policy(), n_units=20_000)["value"]["utility"]
+    best_rule = sim.true_value(threshold_rule(1.0, 3, max_activity=0.3), n_units=20_000)["value"]
+    assert truth["utility"] > max(always_send, myopic) + 0.1
+    assert truth["utility"] >= 0.9 * best_rule["utility"]
     # ...and the held-out estimates say so too, with CIs that cover the true values
     comp = res.comparison().set_index(["policy", "reward"])
     gain = comp.loc[("agent", "utility")]
