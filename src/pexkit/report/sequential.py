@@ -25,8 +25,8 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 4px 10px; border-botto
 {scorecard_css}
 </style></head><body>
 <h1>{title}</h1>
-<p class="muted">Sequential decisions: {decisions} decisions, {episodes} episodes, {units} units;
-actions {actions}; rewards {rewards}; discount gamma = {gamma}. Values are the expected discounted
+<p class="muted">Sequential decisions: {units} units; the agents learned from {trained} of them and
+every estimate below is made on the other {held_out} ({decisions} decisions, {episodes} episodes); actions {actions}; rewards {rewards}; discount gamma = {gamma}. Values are the expected discounted
 sum of each reward over an episode, estimated off-policy with <b>{estimator}</b> (95% bootstrap CIs
 over units). The agent is evaluated as it would serve, with {epsilon_pct} exploration.</p>
 <h2 id="headline">The agent against the logging policy</h2>
@@ -102,7 +102,7 @@ def _front_figure(analysis: Any) -> go.Figure | None:
             continue
         text = []
         for i in idx:
-            w = ", ".join(f"{k} {v:g}" for k, v in front.weights[i].items())
+            w = ", ".join(f"{k} {v:.3g}" for k, v in front.weights[i].items())
             text.append(f"{front.labels[i]}" + (f" (weights: {w})" if w else ""))
         fig.add_trace(
             go.Scatter(
@@ -165,10 +165,10 @@ def render_sequential_report(analysis: Any) -> str:
         for i, lab in enumerate(f.labels):
             v = f.values[lab]
             vals = "".join(
-                f"<td>{html.escape(' '.join(fmt_interval(v.value[j], v.ci_low[j], v.ci_high[j])))}</td>"
+                f"<td>{html.escape(' '.join(fmt_interval(v.value[j], v.ci_low[j], v.ci_high[j], signed=False)))}</td>"
                 for j in range(len(v.names))
             )
-            w = ", ".join(f"{k} {x:g}" for k, x in f.weights[i].items()) or "-"
+            w = ", ".join(f"{k} {x:.3g}" for k, x in f.weights[i].items()) or "-"
             mark = "candidate" if f.candidate[i] else ("on front" if f.on_front[i] else "")
             cells.append(
                 f"<tr><td class='sc-l'>{html.escape(lab)}</td><td class='sc-l'>{html.escape(w)}</td>"
@@ -215,6 +215,7 @@ def render_sequential_report(analysis: Any) -> str:
         decisions=f"{log.n_decisions:,}",
         episodes=f"{log.n_episodes:,}",
         units=f"{s.get('units', 0):,}",
+        trained=f"{s.get('trained_on_units', 0):,}", held_out=f"{s.get('estimated_on_units', 0):,}",
         actions=html.escape(", ".join(spec.actions)),
         rewards=html.escape(
             ", ".join(f"{r.name} ({r.goal}, weight {r.weight:g})" for r in spec.rewards)
