@@ -29,7 +29,7 @@ __all__ = ["SequentialAnalysis", "analyze_sequential"]
 
 #: the grid tune=True searches (CQL's penalty and the training discount), per algorithm
 TUNE_GRID: dict[str, dict[str, list[Any]]] = {
-    "cql": {"alpha": [0.1, 1.0, 4.0]},
+    "cql": {"alpha": [0.1, 1.0, 4.0], "gamma": [0.8, 0.9]},
     "ddqn": {"steps": [1000, 3000]},
     "fqi": {"num_leaves": [7, 31]},
 }
