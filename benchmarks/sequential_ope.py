@@ -30,6 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
+    ap.add_argument("--name", default="sequential-ope-latest.json", help="result file name")
     ap.add_argument(
         "--lams", default="0.25,1.0", help="mixture weights of the simulator's logging policy"
     )
@@ -52,7 +54,7 @@ def main() -> None:
         for est in args.estimators.split(","):
             rows = []
             t0 = time.time()
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 sim = px.simulate(
                     "notification-volume", n_units=args.users, seed=seed, logging_policy=logging
                 )
@@ -70,6 +72,7 @@ def main() -> None:
                 "lam": lam,
                 "estimator": est,
                 "seeds": args.seeds,
+                "first_seed": args.first_seed,
                 "users": args.users,
                 "seconds_per_estimate": secs,
                 "ess": float(np.mean([r[3] for r in rows])),
@@ -93,7 +96,7 @@ def main() -> None:
         "utility_weights": w.tolist(),
         "results": results,
     }
-    (out / "sequential-ope-latest.json").write_text(json.dumps(payload, indent=2))
+    (out / args.name).write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from pexkit.explain import (
     fit_policy_tree,
     segments,
 )
+from pexkit.longterm import SurrogateIndex
 from pexkit.optimize import (
     Guardrail,
     ParetoFront,
@@ -95,6 +96,7 @@ __all__ = [
     "ServiceError",
     "Simulation",
     "SpecError",
+    "SurrogateIndex",
     "TransitionLog",
     "ab_readout",
     "build_scores",
