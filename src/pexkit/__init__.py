@@ -40,7 +40,7 @@ from pexkit.explain import (
     fit_policy_tree,
     segments,
 )
-from pexkit.longterm import SurrogateIndex
+from pexkit.longterm import SurrogateIndex, proxy_weights
 from pexkit.optimize import (
     Guardrail,
     ParetoFront,
@@ -115,6 +115,7 @@ __all__ = [
     "load_ihdp",
     "load_policies",
     "optimize_policies",
+    "proxy_weights",
     "segments",
     "simulate",
 ]
