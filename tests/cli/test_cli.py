@@ -145,6 +145,15 @@ def test_demo_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert "oracle_utility_lift" in summary and "retention_90d" in summary["oracle_utility_lift"]
+    # the long-term outcome offline: the surrogate index's estimate of the utility policy's
+    # retention lift, next to the truth, and the learned proxy weights' policy in truth
+    lt = summary["longterm"]
+    est, truth = lt["surrogate_index"]["estimate"], lt["true_retention_lift"]
+    assert truth["hand-set weights"] == pytest.approx(summary["oracle_utility_lift"]["retention_90d"])
+    assert est["ci_low"] < est["ci_high"] and abs(est["lift"] - truth["hand-set weights"]) < 0.05
+    assert {row["treatment"] for row in lt["surrogate_index"]["surrogacy"]} == {"light", "heavy"}
+    assert truth["learned proxy weights"] > truth["hand-set weights"]
+    assert set(lt["proxy_weights"]["weights"]) == {"engagement", "unsubscribe", "revenue"}
 
 
 def test_serve_refuses_bad_setup(monkeypatch, tmp_path):

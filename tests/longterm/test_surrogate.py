@@ -148,3 +148,14 @@ def test_proxy_weights_recover_the_long_term_mix() -> None:
     assert px.proxy_weights(leaky_model, target="retention", n_bootstrap=20).r2 < w.r2
     with pytest.raises(px.InvalidParameterError, match="no outcome 'ltv'"):
         px.proxy_weights(model, target="ltv")
+
+
+def test_surrogacy_check_on_the_notifications_scenario() -> None:
+    # retention_90d there follows realized engagement and unsubscribes, plus a tenure-driven
+    # effect of the arm that no short-term outcome shows: the check must flag it
+    sim = px.simulate("notifications", n_units=20_000, seed=1)
+    history = px.LoggedData.from_frame(sim.frame, sim.analysis_spec())
+    index = SurrogateIndex("retention_90d", surrogates=["engagement", "unsubscribe", "revenue"],
+                           rounds=100).fit(history)
+    assert index.diagnostics()["r2"] > 0.5
+    assert not index.surrogacy()["surrogacy_ok"].all()

@@ -327,6 +327,33 @@ class SurrogateIndex:
                          "se_sampling": se_sampling, "se_index": se_index})
         return pd.DataFrame(out)
 
+    def policy_lift(self, data: LoggedData, actions: Any, alpha: float = 0.05) -> dict[str, float]:
+        """A policy's long-term lift vs all-control through the index (IPW on a randomized log).
+
+        ``actions`` are arm indices per row of ``data``. The SE is the
+        experiment's sampling error (Hajek influence terms); the index's refit
+        error is in :meth:`ate`.
+        """
+        values = self.predict(data)
+        a = np.asarray(actions).reshape(-1)
+        if a.shape[0] != data.n_units:
+            raise InvalidParameterError(
+                f"'actions' must give one arm per row ({data.n_units}); got {a.shape[0]}."
+            )
+
+        def hajek(mask: NDArray[np.bool_]) -> tuple[float, FloatArray]:
+            w = np.where(mask, 1.0 / data.propensity, 0.0)
+            mean = float((w * values).sum() / w.sum())
+            return mean, data.n_units * w * (values - mean) / w.sum()
+
+        v_pol, i_pol = hajek(data.treatment == a)
+        v_ctl, i_ctl = hajek(data.treatment == 0)
+        diff = i_pol - i_ctl
+        se = float(diff.std(ddof=1) / np.sqrt(diff.shape[0]))
+        z = float(stats.norm.ppf(1 - alpha / 2))
+        lift = v_pol - v_ctl
+        return {"lift": lift, "se": se, "ci_low": lift - z * se, "ci_high": lift + z * se}
+
     def __repr__(self) -> str:
         fitted = "" if self._booster is None else f", r2={self._diagnostics['r2']:.3f}"
         return f"SurrogateIndex(target={self.target!r}, name={self.name!r}{fitted})"
