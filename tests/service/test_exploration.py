@@ -132,3 +132,45 @@ def test_launched_traffic_with_exploration_feeds_evaluation_and_retraining(tmp_p
         assert values[("holdout", "launched")] >= values[("holdout",)] - 0.002, values
     finally:
         svc.close()
+
+
+@pytest.mark.slow
+def test_retraining_with_tune_rounds_is_no_worse_in_truth(tmp_path: Path) -> None:
+    """Every phase's data for retraining: the tune round's units (with their marginal
+    propensities over the round's arms) added to the launch holdout do not hurt the
+    retrained utility policy's true value, and the job says how many units of each it used."""
+    svc = DecisionService(EventStore(f"sqlite:///{tmp_path / 'events.db'}"))
+    try:
+        spec = px.simulate("notifications", n_units=10, seed=0).spec.to_dict()
+        spec["name"] = NAME
+        spec["outcomes"] = [{**o, "weight": WEIGHTS[o["name"]]} for o in spec["outcomes"]]
+        svc.create_experiment(spec, holdout=0.05, salt="tune-retrain-salt")
+        world = World(svc, seed=31)
+        world.run(3000)  # randomize
+        first = training.run_train(svc, NAME, dict(FAST))
+        assert first["units_by_source"] == {"randomize": 3000, "tune": 0, "holdout": 0,
+                                            "launched": 0}
+        training.run_optimize(svc, NAME, {"q": 3, "budget": 200, "random_state": 0})
+        svc.start_tune(NAME)
+        tune_ds, _ = world.run(6000)
+        randomized = sum(d.propensity < 1.0 for d in tune_ds)
+        assert randomized > 1000  # the arms disagree on many units
+        launched = svc.store.add_policy(NAME, "linear", px.LinearPolicy(
+            px.ExperimentSpec.from_dict(spec)).to_dict(), first["model_id"], "utility")
+        svc.launch(NAME, launched, holdout=0.05)
+        ds, _ = world.run(10000)
+        hold = sum(d.holdout for d in ds)
+        fresh = NotificationsScenario().features(20000, np.random.default_rng(7))
+        u_true = utility(NotificationsScenario().means(fresh))
+        values = {}
+        for sources in (("holdout",), ("tune", "holdout")):
+            res = training.run_train(svc, NAME, {**FAST, "sources": list(sources)})
+            assert res["units_by_source"] == {"holdout": hold, **(
+                {"tune": randomized} if "tune" in sources else {})}
+            fitted = svc.registry.effect_model(res["model_id"])
+            chosen = px.LinearPolicy(fitted.spec_).choose(fitted.predict(fresh))
+            values[sources] = float(u_true[np.arange(len(fresh)), chosen].mean())
+        oracle = float(u_true.max(axis=1).mean())
+        assert values[("tune", "holdout")] >= values[("holdout",)] - 0.002, (values, oracle)
+    finally:
+        svc.close()

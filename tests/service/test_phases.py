@@ -208,9 +208,15 @@ def test_three_phases_end_to_end(db_url: str, servers: Any) -> None:
     # the always-valid interval contains the fixed-sample one (it is wider)
     assert rows["utility"]["always_valid_low"] <= rows["utility"]["ci_low"]
 
-    # retraining uses every uniformly randomized unit: phase 1 plus the launch holdout
+    # retraining uses every randomized unit: phase 1, the tune rounds (their marginal
+    # propensities over the round's arms are true propensities; units every arm agreed on
+    # are left out) and the launch holdout; it says how many of each
+    tuned = sum(1 for r in rounds for d in r if d.propensity < 1.0)
+    assert 0 < tuned < 3200
     retrained = api.run_job(NAME, "retrain", learner="t", n_folds=2)
-    assert retrained["n_units"] == 6000 + int(hold.sum())
+    assert retrained["units_by_source"] == {"randomize": 6000, "tune": tuned,
+                                            "holdout": int(hold.sum()), "launched": 0}
+    assert retrained["n_units"] == 6000 + tuned + int(hold.sum())
 
     # after kill -9 and a restart the launched version is rebuilt from the store
     srv.kill()

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["SOURCES", "run_distill", "run_refit", "run_optimize", "run_train", "run_tune_round",
            "training_data", "unit_frame"]
 
-SOURCES = ("randomize", "holdout", "launched")
+SOURCES = ("randomize", "tune", "holdout", "launched")
 
 
 def unit_frame(
@@ -66,15 +66,20 @@ def unit_frame(
 
 
 def training_data(
-    svc: DecisionService, name: str, sources: tuple[str, ...] = SOURCES
+    svc: DecisionService, name: str, sources: tuple[str, ...] = SOURCES,
+    counts: dict[str, int] | None = None,
 ) -> LoggedData:
     """Units whose treatment was randomized, with the propensity it was drawn with.
 
-    ``randomize``: the randomize phases (1/K); ``holdout``: launch holdouts (1/K);
-    ``launched``: launched traffic served with exploration (epsilon > 0), each
-    unit with its logged propensity ``(1 - eps) 1{policy} + eps / K``. Launched
-    units served without exploration (propensity 1) carry no randomization and
-    are left out. A unit seen in several epochs keeps its latest randomized one.
+    ``randomize``: the randomize phases (1/K); ``tune``: the tune rounds, each
+    unit with the marginal probability of its treatment over the round's arms
+    (a random arm chose it: a true propensity); ``holdout``: launch holdouts
+    (1/K); ``launched``: launched traffic served with exploration (epsilon > 0),
+    each unit with its logged propensity ``(1 - eps) 1{policy} + eps / K``.
+    Units whose treatment was certain (propensity 1: every tune arm agreed, or
+    launched traffic without exploration) carry no randomization and are left
+    out. A unit seen in several epochs keeps its latest randomized one.
+    ``counts``, when given, receives the units used from each source.
     """
     bad = [s for s in sources if s not in SOURCES]
     if bad or not sources:
@@ -85,14 +90,18 @@ def training_data(
     if frame.empty:
         raise ConflictError(f"experiment {name!r} has no decisions yet; nothing to train on.")
     hold = frame["holdout"].astype(bool)
-    keep = pd.Series(False, index=frame.index)
-    if "randomize" in sources:
-        keep |= frame["phase"] == "randomize"
-    if "holdout" in sources:
-        keep |= hold
-    if "launched" in sources:
-        keep |= (frame["phase"] == "launched") & ~hold & (frame["propensity"] < 1.0)
-    uniform = frame[keep].sort_values("epoch").drop_duplicates("unit", keep="last")
+    random = frame["propensity"] < 1.0
+    source = pd.Series("", index=frame.index)
+    source[frame["phase"] == "randomize"] = "randomize"
+    source[(frame["phase"] == "tune") & random] = "tune"
+    source[hold] = "holdout"
+    source[(frame["phase"] == "launched") & ~hold & random] = "launched"
+    keep = source.isin(list(sources))
+    uniform = frame[keep].assign(_source=source[keep]).sort_values("epoch").drop_duplicates(
+        "unit", keep="last")
+    if counts is not None:
+        tally = uniform["_source"].value_counts()
+        counts.update({s: int(tally.get(s, 0)) for s in sources})
     if len(uniform) < 20 * spec.n_treatments:
         raise ConflictError(
             f"experiment {name!r} has {len(uniform)} randomized units; training needs at "
@@ -118,7 +127,8 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
     sources = params.get("sources", SOURCES)
     if not isinstance(sources, list | tuple) or not all(isinstance(s, str) for s in sources):
         raise InvalidRequestError(f"params.sources: expected a list of {list(SOURCES)}.")
-    data = training_data(svc, name, tuple(sources))
+    used: dict[str, int] = {}
+    data = training_data(svc, name, tuple(sources), counts=used)
     kw = {k: v for k, v in params.items() if k in allowed - {"sources"}}
     kw.setdefault("random_state", 0)
     seed = kw["random_state"]
@@ -139,6 +149,7 @@ def run_train(svc: DecisionService, name: str, params: dict[str, Any]) -> dict[s
     summary = {
         "n_units": int(data.n_units),
         "sources": list(sources),
+        "units_by_source": used,
         "chosen": {f"{r['treatment']}/{r['outcome']}": r["learner"]
                    for r in model.selection_.to_dict(orient="records")},
         "ate": ate.to_dict(orient="records"),
