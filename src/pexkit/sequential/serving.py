@@ -224,7 +224,19 @@ class StateSchema:
         return clean
 
 
-class ServedUniform:
+class _Served:
+    """``decide`` in terms of ``decision`` (shared by the served policies)."""
+
+    def decision(self, unit: Any, time: Any, state: Mapping[str, Any]) -> SequentialDecision:
+        raise NotImplementedError
+
+    def decide(self, unit: Any, time: Any, state: Mapping[str, Any]) -> tuple[str, int, float]:
+        """``(action label, action index, propensity)`` for one (unit, time, state)."""
+        d = self.decision(unit, time, state)
+        return d.action, d.action_index, d.propensity
+
+
+class ServedUniform(_Served):
     """The uniformly random policy over the spec's actions, deterministic per (unit, time).
 
     Served before any agent is launched: every action has probability ``1 / A``.
@@ -240,11 +252,6 @@ class ServedUniform:
     def decision(self, unit: Any, time: Any, state: Mapping[str, Any]) -> SequentialDecision:
         self.schema.check(state)
         return self.decisions([unit], [time], [state], checked=True)[0]
-
-    def decide(self, unit: Any, time: Any, state: Mapping[str, Any]) -> tuple[str, int, float]:
-        """``(action label, action index, propensity)``."""
-        d = self.decision(unit, time, state)
-        return d.action, d.action_index, d.propensity
 
     def decisions(
         self,
@@ -289,7 +296,7 @@ def _check_salt(salt: Any) -> str:
     return salt
 
 
-class ServedAgent:
+class ServedAgent(_Served):
     """A fitted offline agent served epsilon-greedily, one (unit, time, state) at a time.
 
     Parameters

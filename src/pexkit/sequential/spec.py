@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from pexkit.exceptions import SpecError
+from pexkit.spec.spec import read_yaml
 
 __all__ = ["Reward", "SequentialSpec"]
 
@@ -313,20 +314,7 @@ class SequentialSpec:
     @classmethod
     def from_yaml(cls, source: str | Path) -> SequentialSpec:
         """Read a spec from a YAML file path (or a YAML string)."""
-        path = Path(source) if not (isinstance(source, str) and "\n" in source) else None
-        if path is not None:
-            if not path.exists():
-                raise SpecError(
-                    f"spec file {str(path)!r} does not exist; pass the path of a YAML spec."
-                )
-            text = path.read_text()
-        else:
-            text = str(source)
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"the spec is not valid YAML: {exc}") from exc
-        return cls.from_dict(raw)
+        return cls.from_dict(read_yaml(source))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The YAML form; also written to ``path`` when given."""

@@ -24,6 +24,21 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _OUTCOME_KEYS = ("name", "goal", "weight", "pre", "type", "missing", "aggregate", "window")
 
 
+def read_yaml(source: str | Path) -> Any:
+    """The parsed YAML of a spec file path (or of a YAML string)."""
+    path = Path(source) if not (isinstance(source, str) and "\n" in source) else None
+    if path is not None:
+        if not path.exists():
+            raise SpecError(f"spec file {str(path)!r} does not exist; pass the path of a YAML spec.")
+        text = path.read_text()
+    else:
+        text = str(source)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"the spec is not valid YAML: {exc}") from exc
+
+
 def window_seconds(text: Any, outcome: str = "?") -> float:
     """Seconds in a window written as a number and a unit (s, m, h, d, w).
 
@@ -546,21 +561,7 @@ class ExperimentSpec:
     @classmethod
     def from_yaml(cls, source: str | Path) -> ExperimentSpec:
         """Read a spec from a YAML file path (or a YAML string)."""
-        text: str
-        path = Path(source) if not (isinstance(source, str) and "\n" in source) else None
-        if path is not None:
-            if not path.exists():
-                raise SpecError(
-                    f"spec file {str(path)!r} does not exist; pass the path of a YAML spec."
-                )
-            text = path.read_text()
-        else:
-            text = str(source)
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"the spec is not valid YAML: {exc}") from exc
-        return cls.from_dict(raw)
+        return cls.from_dict(read_yaml(source))
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Return the YAML form, and write it to ``path`` when given."""
