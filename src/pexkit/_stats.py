@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse, stats
 
-__all__ = ["Z95", "cluster_codes", "cluster_totals", "mean_cov", "mean_se"]
+__all__ = ["Z95", "cluster_codes", "cluster_totals", "mean_cov", "mean_se", "refit_spread"]
 
 Z95 = float(stats.norm.ppf(0.975))  # two-sided 95% normal quantile
 
@@ -88,3 +88,25 @@ def mean_cov(terms: NDArray[np.float64], clusters: NDArray[Any] | None = None) -
         return np.full((d, d), np.nan)
     totals = cluster_totals(codes, G, t - t.mean(axis=0))
     return np.asarray(G / (G - 1) * (totals.T @ totals) / n**2, dtype=np.float64)
+
+
+def refit_spread(draws: NDArray[np.float64], weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Weighted (Hajek) means of an estimated outcome's refit deviations: (P, B).
+
+    An outcome that is itself a model's prediction (a surrogate index) has an
+    error of its own, which resampling the experiment's rows does not show.
+    ``draws`` (n, B) holds, per row, the outcome under B refits of its model
+    (on resampled training data) minus the outcome used; ``weights`` (P, n) are
+    P estimands' inverse-propensity weights (e.g. ``1{T_i = a_i} / p_i``). The
+    spread over B of each row of the result is that estimand's error from the
+    outcome's model, to add in quadrature to its sampling error.
+
+    >>> d = np.array([[0.1, -0.1], [0.3, -0.3]])
+    >>> refit_spread(d, np.array([[1.0, 1.0], [1.0, 0.0]])).round(2).tolist()
+    [[0.2, -0.2], [0.1, -0.1]]
+    """
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    total = w.sum(axis=1, keepdims=True)
+    total[total == 0] = np.nan
+    out: NDArray[np.float64] = (w @ np.asarray(draws, dtype=np.float64)) / total
+    return out

@@ -111,6 +111,28 @@ def test_transformed_log_works_downstream() -> None:
     ate = model.ate().set_index(["treatment", "outcome"])
     truth = _true_ate()
     assert ate.loc[("heavy", "retention~"), "estimate"] == pytest.approx(truth[1], abs=0.1)
+    # its CIs carry the index's own error: the spread over its refits, which SurrogateIndex.ate
+    # computes separately (difference in means of each refit's index); sampling error alone is
+    # what the same log without draws gives
+    plain_data = index.transform(fresh, n_bootstrap=0)
+    plain = px.EffectModel(learner="t", n_folds=2, base_params={"n_estimators": 40},
+                           progress=False).fit(plain_data)
+    se_plain = plain.ate().set_index(["treatment", "outcome"])["se"]
+    se_index = index.ate(fresh, n_bootstrap=30).set_index("treatment")["se_index"]
+    for arm in ("light", "heavy"):
+        added = np.sqrt(ate.loc[(arm, "retention~"), "se"] ** 2 - se_plain[(arm, "retention~")] ** 2)
+        assert added == pytest.approx(se_index[arm], rel=0.1), (arm, added, se_index[arm])
+        assert ate.loc[(arm, "clicks"), "se"] == pytest.approx(se_plain[(arm, "clicks")])
+    heavy = px.evaluate_policy(np.full(fresh.n_units, 2), data, model)
+    heavy_plain = px.evaluate_policy(np.full(fresh.n_units, 2), plain_data, plain)
+    extra = heavy.extra["lift_se_outcome_model"]["retention~"]
+    assert extra == pytest.approx(se_index["heavy"], rel=0.1)
+    assert heavy["retention~"]["lift_se"] > heavy_plain["retention~"]["lift_se"]
+    # the batched evaluation (the optimizer's) adds the same
+    both = px.evaluate_policies(np.stack([np.full(fresh.n_units, 2), np.full(fresh.n_units, 1)]),
+                                data, model)
+    assert both.lift_se[0, 2] == pytest.approx(heavy["retention~"]["lift_se"], rel=1e-6)
+    assert data.subset(np.arange(100)).outcome_draws["retention~"].shape == (100, 30)
     # the history's own rows get cross-fitted values, not the in-sample fit
     np.testing.assert_array_equal(index.predict(history), index._cross)
     with pytest.raises(InvalidDataError, match="lacks the surrogate"):

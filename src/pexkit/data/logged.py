@@ -214,6 +214,10 @@ class LoggedData:
         self.observation: FloatArray | None = None
         #: overlap diagnostics when the propensities were estimated (``propensity: estimate``)
         self.propensity_diagnostics: dict[str, Any] | None = None
+        #: per outcome that is itself an estimate (a surrogate index), its (n, B)
+        #: deviations under B refits of its model; standard errors downstream
+        #: (``EffectModel.ate``, ``evaluate_policy``, the front) add their spread
+        self.outcome_draws: dict[str, FloatArray] = {}
 
     # ---------------------------------------------------------------- views
     @property
@@ -279,6 +283,7 @@ class LoggedData:
         )
         out._binary = self.binary  # a subset keeps its log's outcome types
         out.observation = None if self.observation is None else self.observation[idx]
+        out.outcome_draws = {name: d[idx] for name, d in self.outcome_draws.items()}
         return out
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from pexkit._progress import progress_bar
-from pexkit._stats import mean_se
+from pexkit._stats import mean_se, refit_spread
 from pexkit.data import FeatureEncoder, LoggedData
 from pexkit.effects.boosting import make_base_learner, predict_many
 from pexkit.effects.insample import match_rows, row_keys
@@ -310,6 +310,12 @@ class EffectModel:
         self.arm_shares_ = shares
         self.learners_fitted_: dict[str, Any] = {}
         self.data_ = data
+        #: per estimated outcome (``data.outcome_draws``), each arm's IPW mean over its refits (K, B)
+        self.arm_refit_spread_: dict[str, FloatArray] = {
+            name: refit_spread(d, (data.treatment[None, :] == np.arange(spec.n_treatments)[:, None])
+                               / data.propensity[None, :])
+            for name, d in getattr(data, "outcome_draws", {}).items()
+        }
         self.training_keys_ = row_keys(data)
         self.clusters_ = data.clusters
         self._base = base
@@ -578,7 +584,9 @@ class EffectModel:
         -----
         ``psi_i = G[i,k,m] - G[i,0,m]``; estimate ``mean(psi)``, se
         ``sd(psi) / sqrt(n)``, cluster-robust when the spec names a ``cluster``
-        (:func:`pexkit._stats.mean_se`).
+        (:func:`pexkit._stats.mean_se`). An outcome that is itself an estimate
+        (a surrogate index: ``LoggedData.outcome_draws``) adds, in quadrature,
+        the spread of the arm's IPW effect over its model's refits.
         """
         self._check_fitted()
         if not 0 < alpha < 1:
@@ -589,11 +597,14 @@ class EffectModel:
             return ate(self, alpha)
         z = float(stats.norm.ppf(1 - alpha / 2))
         pseudo = self.scores_ - self.scores_[:, :1, :]
+        spread = getattr(self, "arm_refit_spread_", {})
         rows = []
         for k in range(1, self.spec_.n_treatments):
             for m, name in enumerate(self.spec_.outcome_names):
                 est = float(pseudo[:, k, m].mean())
                 se = float(mean_se(pseudo[:, k, m], self.clusters_))
+                if name in spread:  # e.g. a surrogate index: its refit error too
+                    se = float(np.hypot(se, (spread[name][k] - spread[name][0]).std(ddof=1)))
                 rows.append(
                     {
                         "treatment": self.spec_.arms[k],

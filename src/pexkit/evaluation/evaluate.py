@@ -10,7 +10,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
-from pexkit._stats import cluster_codes, mean_se
+from pexkit._stats import cluster_codes, mean_se, refit_spread
 from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation.estimators import DM_NO_CI, get_estimator
@@ -348,7 +348,58 @@ def evaluate_policy(
     if base != 0 or logged:
         out = replace(out, extra={**out.extra,
                                   "baseline": "the logging policy" if logged else sc.spec.arms[base]})
+    if getattr(data, "outcome_draws", None):
+        if probs is None:
+            probs = np.zeros((n, n_treat))
+            probs[np.arange(n), actions] = 1.0
+        w = probs[np.arange(n), data.treatment] / data.propensity
+        base_w = np.ones(n) if logged else (data.treatment == base) / data.propensity
+        value_e, lift_e = refit_errors(data, w[None, :], base_w)
+        out = _widen(out, value_e[0], lift_e[0])
     return _honest(out)
+
+
+def _choose_all(tau: FloatArray, signed_weights: FloatArray, constants: FloatArray) -> IntArray:
+    """Every policy's arm per row, (P, n): ``argmax_k sum_m tau[i,k,m] w_pm + c_pk``."""
+    sw = np.asarray(signed_weights, dtype=np.float64)
+    const = np.asarray(constants, dtype=np.float64)
+    return np.stack([np.argmax(tau @ sw[p] + const[p][None, :], axis=1) for p in range(sw.shape[0])])
+
+
+def refit_errors(data: LoggedData, weights: FloatArray, base_weights: FloatArray
+                 ) -> tuple[FloatArray, FloatArray]:
+    """Each estimand's error from the log's estimated outcomes (a surrogate index): (P, M) twice.
+
+    ``weights`` (P, n): each policy's inverse-propensity weights; ``base_weights``
+    (n,): the lift's baseline. Zero for outcomes that were observed (see
+    :attr:`LoggedData.outcome_draws` and :func:`pexkit._stats.refit_spread`).
+    """
+    P, M = weights.shape[0], data.spec.n_outcomes
+    value_e, lift_e = np.zeros((P, M)), np.zeros((P, M))
+    for name, draws in data.outcome_draws.items():
+        m = data.spec.outcome_index(name)
+        v = refit_spread(draws, weights)
+        v0 = refit_spread(draws, base_weights[None, :])
+        value_e[:, m] = v.std(axis=1, ddof=1)
+        lift_e[:, m] = (v - v0).std(axis=1, ddof=1)
+    return value_e, lift_e
+
+
+def _widen(out: PolicyValue, value_e: FloatArray, lift_e: FloatArray) -> PolicyValue:
+    """``out`` with its SEs and CIs also carrying errors ``value_e``, ``lift_e`` (in quadrature)."""
+    z = float(stats.norm.ppf(1 - out.alpha / 2))
+
+    def ci(est: FloatArray, bounds: FloatArray, e: FloatArray) -> FloatArray:
+        lo = est - np.sqrt((est - bounds[:, 0]) ** 2 + (z * e) ** 2)
+        hi = est + np.sqrt((bounds[:, 1] - est) ** 2 + (z * e) ** 2)
+        return np.column_stack([lo, hi])
+
+    return replace(
+        out, value_se=np.hypot(out.value_se, value_e), lift_se=np.hypot(out.lift_se, lift_e),
+        value_ci=ci(out.value, out.value_ci, value_e), lift_ci=ci(out.lift, out.lift_ci, lift_e),
+        extra={**out.extra, "lift_se_outcome_model": dict(zip(out.outcomes, lift_e.tolist(),
+                                                              strict=True))},
+    )
 
 
 LOGGED = "logged"  # baseline= value: the logging policy
@@ -489,6 +540,7 @@ def evaluate_policies(
     table = est.table(sc)
     clusters = getattr(data, "clusters", None)
     arr = None if isinstance(policies, list | tuple) else np.asarray(policies)
+    chosen: IntArray | None = None
     if arr is None or (arr.ndim == 2 and arr.shape[1] != n and np.issubdtype(arr.dtype, np.floating)):
         effects = tau if tau is not None else _effects_for(data, model)
         _check_tau(sc.spec, effects)
@@ -507,6 +559,7 @@ def evaluate_policies(
                 f"'policies' actions must be in [0, {n_treat - 1}]; got values from "
                 f"{actions.min()} to {actions.max()}."
             )
+        chosen = actions.astype(np.int64)
         sums = np.stack(
             [
                 np.concatenate([policy_sums(table, a), np.bincount(a, minlength=n_treat)])
@@ -521,6 +574,12 @@ def evaluate_policies(
     value, value_se, lift, lift_se = _moments(sums, n, n_out)
     if clusters is not None:
         value_se, lift_se = cluster_se
+    if getattr(data, "outcome_draws", None):  # an estimated outcome's own error
+        if chosen is None:
+            chosen = _choose_all(effects, sw, const)
+        w = (chosen == data.treatment[None, :]) / data.propensity[None, :]
+        value_e, lift_e = refit_errors(data, w, (data.treatment == 0) / data.propensity)
+        value_se, lift_se = np.hypot(value_se, value_e), np.hypot(lift_se, lift_e)
     if est.name == "dm":  # no honest interval (DM_NO_CI)
         value_se, lift_se = np.full_like(value_se, np.nan), np.full_like(lift_se, np.nan)
     shares = sums[:, 4 * n_out :] / n

@@ -134,6 +134,7 @@ class SurrogateIndex:
         self.rounds = int(rounds)
         self.random_state = int(random_state)
         self._booster: Any = None
+        self._boot: list[Any] = []  # refits on resampled history (see _refits)
 
     # ------------------------------------------------------------------ fit
     def _design(self, data: LoggedData) -> FloatArray:
@@ -212,6 +213,7 @@ class SurrogateIndex:
             booster = self._train(Z[train], y[train], self.random_state + f)
             cross[folds == f] = booster.predict(Z[folds == f])
         self._booster = self._train(Z[observed], y[observed], self.random_state)
+        self._boot = []
         self._history = history
         self._cross = cross
         self._y = y
@@ -264,11 +266,37 @@ class SurrogateIndex:
             return np.asarray(self._cross, dtype=np.float64)
         return np.asarray(self._booster.predict(self._design(data)), dtype=np.float64)
 
-    def transform(self, data: LoggedData, weight: float = 0.0) -> LoggedData:
+    def _refits(self, n: int) -> list[Any]:
+        """``n`` indices refitted on bootstrap resamples of the history (cached, grown on demand)."""
+        cached = self._boot
+        if len(cached) < n:
+            observed = np.isfinite(self._y)
+            Z = self._design(self._history)
+            idx_obs = np.flatnonzero(observed)
+            for b in range(len(cached), n):
+                rng = np.random.default_rng([self.random_state, 7, b])
+                rows = rng.choice(idx_obs, size=idx_obs.size, replace=True)
+                cached.append(self._train(Z[rows], self._y[rows], self.random_state + 100 + b))
+        return cached[:n]
+
+    def draws(self, data: LoggedData, n_bootstrap: int = 30) -> FloatArray:
+        """(n, B): the index under B refits on resampled history, minus :meth:`predict`."""
+        self._check()
+        if n_bootstrap < 2:
+            raise InvalidParameterError(f"'n_bootstrap' must be >= 2; got {n_bootstrap!r}.")
+        Z = self._design(data)
+        base = self.predict(data)
+        return np.column_stack([b.predict(Z) - base for b in self._refits(n_bootstrap)])
+
+    def transform(self, data: LoggedData, weight: float = 0.0, n_bootstrap: int = 30) -> LoggedData:
         """``data`` with one more outcome, the index (named :attr:`name`, the target's goal).
 
         ``weight`` is the new outcome's weight in the default utility (0: reported,
-        not optimized).
+        not optimized). ``n_bootstrap`` refits of the index on resampled history
+        give each row's draws (:meth:`draws`, kept in ``outcome_draws``), so that
+        the standard errors downstream (``EffectModel.ate``, ``evaluate_policy``,
+        ``optimize_policies``) carry the index's own estimation error; 0 leaves
+        it out (sampling error only).
         """
         self._check()
         if self.name in data.spec.outcome_names:
@@ -289,6 +317,9 @@ class SurrogateIndex:
         if data.observation is not None:
             out.observation = np.column_stack([data.observation, np.ones(data.n_units)])
         out.propensity_diagnostics = data.propensity_diagnostics
+        out.outcome_draws = dict(data.outcome_draws)
+        if n_bootstrap:
+            out.outcome_draws[self.name] = self.draws(data, n_bootstrap)
         return out
 
     def ate(self, data: LoggedData, n_bootstrap: int = 50, alpha: float = 0.05) -> pd.DataFrame:
@@ -302,18 +333,10 @@ class SurrogateIndex:
         if n_bootstrap < 2:
             raise InvalidParameterError(f"'n_bootstrap' must be >= 2; got {n_bootstrap!r}.")
         base = self.predict(data)
-        hist = self._history
-        y = self._y
-        observed = np.isfinite(y)
-        Z_hist = self._design(hist)
         Z_data = self._design(data)
-        rng = np.random.default_rng(self.random_state + 7)
         K = data.spec.n_treatments
         reps = np.empty((n_bootstrap, K - 1))
-        idx_obs = np.flatnonzero(observed)
-        for b in range(n_bootstrap):
-            rows = rng.choice(idx_obs, size=idx_obs.size, replace=True)
-            booster = self._train(Z_hist[rows], y[rows], self.random_state + 100 + b)
+        for b, booster in enumerate(self._refits(n_bootstrap)):
             pred = booster.predict(Z_data)
             reps[b] = [_effect(pred, data, k)[0] for k in range(1, K)]
         z = float(stats.norm.ppf(1 - alpha / 2))
