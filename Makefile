@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/explain_bench.py --out benchmarks/results
 	$(BIN)/python benchmarks/dask_bench.py --rows 10000000 --parts 40 --single-rows 2000000 --out benchmarks/results
 	$(BIN)/python benchmarks/sequential_bench.py --out benchmarks/results
+	$(BIN)/python benchmarks/longterm_coverage.py --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) .peers .obp demo-out .pytest_cache .mypy_cache .ruff_cache
