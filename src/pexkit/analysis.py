@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -19,10 +20,14 @@ from pexkit.data import LoggedData
 from pexkit.effects import EffectModel
 from pexkit.evaluation import PolicyValue, build_scores, evaluate_policy
 from pexkit.evaluation.personalization import lifts_vs_arm, personalization_value
+from pexkit.exceptions import InvalidParameterError
 from pexkit.execution import is_distributed
 from pexkit.optimize import Guardrail, ParetoFront, optimize_policies
 from pexkit.optimize.search import get_method
 from pexkit.policy import LinearPolicy
+
+if TYPE_CHECKING:
+    from pexkit.longterm import SurrogateIndex
 
 __all__ = ["AnalysisResult", "analyze"]
 
@@ -46,6 +51,54 @@ def effect_columns(data: LoggedData) -> list[str]:
     return [f"tau[{a}][{o}]" for a in spec.arms[1:] for o in spec.outcome_names]
 
 
+def _p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"
+
+
+def longterm_block(index: SurrogateIndex, data: LoggedData,
+                   policies: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``summary["longterm"]``'s entry for one fitted index on its transformed log.
+
+    ``target``, ``outcome`` (the index's name), ``diagnostics`` (r2, n_history,
+    the surrogacy check per arm), ``ate`` (per arm: estimate, se = hypot of
+    se_sampling and se_index, 95% CI), ``trusted`` (every arm passes the check),
+    ``note`` (a one-sentence verdict) and ``policy_lift`` (each evaluated
+    policy's DR lift on the index, from ``policies``: the summary's policies).
+    """
+    diag = index.diagnostics()
+    target = index.target
+    failed = [a for a in diag["arms"] if not a["surrogacy_ok"]]
+    if failed:
+        arms = " and ".join(str(a["treatment"]) for a in failed)
+        ps = (_p_text(failed[0]["direct_effect_p"]) if len(failed) == 1 else ", ".join(
+            f"{a['treatment']} {_p_text(a['direct_effect_p'])}" for a in failed))
+        note = (f"the surrogacy check found a direct effect of {arms} on {target} that the "
+                f"short-term outcomes do not carry ({ps}): do not trust the long-term "
+                f"estimate for {arms}")
+    else:
+        note = (f"the surrogacy check found no effect of any arm on {target} beyond what the "
+                f"short-term outcomes carry (on {diag['n_history']:,} earlier units; it cannot "
+                "prove there is none): the long-term estimate holds if surrogacy does")
+    if diag["r2"] < 0.1:
+        note += f"; the index explains little of {target} (r2 {diag['r2']:.2f})"
+    lifts = {}
+    for name, value in (policies or {}).items():
+        entry = value.get("outcomes", {}).get(index.name) if isinstance(value, dict) else None
+        if entry is not None:
+            lifts[name] = {k: entry[k] for k in ("lift", "lift_se", "lift_ci_low", "lift_ci_high")
+                           if k in entry}
+    return {
+        "target": target,
+        "outcome": index.name,
+        "goal": index.goal_,
+        "diagnostics": diag,
+        "ate": index.ate(data).to_dict(orient="records"),
+        "trusted": not failed,
+        "note": note,
+        "policy_lift": lifts,
+    }
+
+
 def analyze(
     data: LoggedData,
     *,
@@ -62,6 +115,7 @@ def analyze(
     n_candidates: int = 4,
     biases: bool = True,
     guardrails: tuple[Guardrail, ...] = (),
+    surrogates: Sequence[SurrogateIndex] = (),
 ) -> AnalysisResult:
     """Fit effects and evaluate the baseline and utility policies.
 
@@ -83,8 +137,26 @@ def analyze(
         Passed to :func:`pexkit.optimize_policies`.
     n_candidates : int
         Policies picked from the front for the online test.
+    surrogates : sequence of SurrogateIndex
+        Fitted surrogate indices whose outcomes ``data`` carries (``data`` went
+        through each one's ``transform``): ``summary["longterm"]`` gets one block
+        per index (its diagnostics, the long-term effect per arm with a CI that
+        includes the index's error, the surrogacy verdict), and the report a
+        "Long-term outcomes" section.
     """
     spec = data.spec
+    if surrogates and is_distributed(data):
+        raise InvalidParameterError(
+            "'surrogates': not supported on a cluster log (the index's effects are computed in "
+            "one process); found a distributed log. Analyze a local LoggedData instead."
+        )
+    for index in surrogates:  # before the (long) fit
+        if index.name not in spec.outcome_names:
+            raise InvalidParameterError(
+                f"'surrogates': expected the log to carry the index's outcome {index.name!r} "
+                f"(pass index.transform(data)); found the outcomes {list(spec.outcome_names)}."
+            )
+        index.diagnostics()  # NotFittedError before the fit, not after it
     if optimize:  # fail on a bad option before the (long) fit, not after it
         get_method(method)
         for guard in guardrails:
@@ -138,6 +210,16 @@ def analyze(
         "guardrails": [{"outcome": g.outcome, "max_change": g.max_change, "bound": g.bound}
                        for g in guardrails],
     }
+    if surrogates:
+        from pexkit._progress import progress_bar
+
+        blocks = []
+        with progress_bar(len(surrogates), "long-term effects (index refits)",
+                          enabled=progress) as bar:
+            for index in surrogates:
+                blocks.append(longterm_block(index, data, summary["policies"]))
+                bar.advance()
+        summary["longterm"] = blocks
     front = candidates = None
     if optimize:
         front = optimize_policies(
@@ -201,6 +283,7 @@ def analyze(
             from pexkit.report import write_report
 
             front.save(out_dir / "policies.json")
-            write_report(out_dir / "report.html", data, model, front, candidates)
+            write_report(out_dir / "report.html", data, model, front, candidates,
+                         longterm=summary.get("longterm"))
     return AnalysisResult(data, model, ate, policies, summary, front, candidates)
 

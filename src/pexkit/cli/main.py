@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -196,6 +197,23 @@ def _print_result(result: AnalysisResult) -> None:
     pers = summary.get("personalization")
     if pers:
         console.print(f"[bold]personalization[/bold]: {pers['sentence']}")
+    from pexkit.report.scorecard import fmt_interval
+
+    for block in summary.get("longterm") or []:
+        diag = block["diagnostics"]
+        effects = ", ".join(f"{r['treatment']} " + " ".join(fmt_interval(
+            r["estimate"], r["ci_low"], r["ci_high"])) for r in block["ate"])
+        utility = block.get("policy_lift", {}).get("utility")
+        lift = ("; utility policy " + " ".join(fmt_interval(
+            utility["lift"], utility["lift_ci_low"], utility["lift_ci_high"]))
+            if utility and "lift_ci_low" in utility else "")
+        verdict = "ok" if block["trusted"] else "[red]DO NOT TRUST[/red]"
+        console.print(
+            f"[bold]long-term {escape(block['target'])}[/bold] (surrogate index "
+            f"{escape(block['outcome'])}, r2 {diag['r2']:.2f} on {diag['n_history']:,} earlier "
+            f"units; 95% CI with the index's error): {escape(effects)}{escape(lift)} vs "
+            f"{escape(spec.control)} ({verdict}): {escape(block['note'])}", soft_wrap=True,
+        )
 
 
 @app.command("analyze", cls=_Command)
@@ -216,16 +234,29 @@ def analyze_cmd(
     biases: Annotated[bool, typer.Option(help="Search per-treatment biases as well as weights.")] = True,
     guardrail: Annotated[list[str] | None, typer.Option(help="OUTCOME:MAX_CHANGE[:ci], e.g. unsubscribe:0.02 (repeatable).")] = None,
     cluster: Annotated[str | None, typer.Option(help="Run on Dask: tcp://HOST:PORT of a scheduler, or local:N worker processes. LOG is then a Parquet file or a directory of parts; effects are written per part to OUT/effects/ and no report is written.", show_default=False)] = None,
+    surrogate_index: Annotated[list[str] | None, typer.Option("--surrogate-index", metavar="TARGET:HISTORY", help="Estimate a long-term outcome the log lacks through a surrogate index fitted on HISTORY (CSV or Parquet: an earlier cohort with LOG's arm column, features and short-term outcomes, plus the column TARGET), e.g. retention_90d:earlier.csv; TARGET@minimize:HISTORY when less is better (default: the spec's goal for TARGET, else maximize). Repeatable.", show_default=False)] = None,
 ) -> None:
     """Analyze an experiment log: per-user effects, policies, Pareto front and report.
 
     Writes OUT/summary.json (average effects with CIs, learner choice, DR value of
     all-control, each single treatment and the spec's utility policy),
     OUT/effects.parquet (per-user effect estimates), OUT/policies.json (the Pareto
-    front and the candidates for an online test) and OUT/report.html.
+    front and the candidates for an online test) and OUT/report.html. With
+    --surrogate-index, each long-term target is a weight-0 outcome TARGET~ (its
+    surrogate index) and summary.json and the report carry its estimate with the
+    index's diagnostics and surrogacy check.
     """
     experiment = ExperimentSpec.from_yaml(spec)
+    longterm = _surrogate_options(surrogate_index or [], experiment, log, cluster)
+    if longterm:
+        experiment = _without_targets(experiment, longterm, log)
     if not experiment.features:  # nothing to personalize on: the A/B readout
+        if longterm:
+            raise InvalidParameterError(
+                f"--surrogate-index: expected a spec with features (the index conditions on "
+                f"them and the long-term estimate is reported with the personalized analysis); "
+                f"{spec} lists none. Add the features to the spec, or drop --surrogate-index."
+            )
         _ab_readout(LoggedData.from_path(log, experiment), out, json_path)
         console.print(f"next: add features to {spec} to personalize, or read "
                       f"{out / 'summary.json'}", markup=False, highlight=False, soft_wrap=True)
@@ -240,10 +271,16 @@ def analyze_cmd(
             data: Any = LoggedData.from_parquet(log, experiment, cluster=client)
         else:
             data = LoggedData.from_path(log, experiment)
+        guards = _guardrails(guardrail or [])
+        indices = []
+        short = [o for o in data.spec.outcome_names if o not in {t.target for t in longterm}]
+        for item in longterm:  # every index on the log's own outcomes, not on another index
+            index, data = _apply_surrogate_index(item, data, short, seed, progress)
+            indices.append(index)
         result = analyze(
             data, learner=learner, base=base, n_folds=folds, random_state=seed, out=out,
             progress=progress, optimize=optimize, method=method, budget=budget,
-            n_candidates=candidates, biases=biases, guardrails=_guardrails(guardrail or []),
+            n_candidates=candidates, biases=biases, guardrails=guards, surrogates=indices,
         )
         _print_result(result)
         if json_path is not None:
@@ -270,6 +307,171 @@ def analyze_cmd(
     else:
         console.print(f"next: read {out / 'summary.json'}, or run again without --no-optimize "
                       "for the Pareto front and report.html", markup=False, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class _LongTerm:
+    """One --surrogate-index: the target, its goal and the history file."""
+
+    option: str
+    target: str
+    goal: str
+    path: Path
+    columns: tuple[str, ...]
+
+
+def _columns(path: Path) -> list[str]:
+    """The column names of a CSV or Parquet file (its header or schema; no rows read)."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        return list(pq.read_schema(path).names)
+    import pandas as pd
+
+    return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+
+
+def _surrogate_options(items: list[str], experiment: ExperimentSpec, log: Path,
+                       cluster: str | None) -> list[_LongTerm]:
+    """Parse --surrogate-index TARGET[@GOAL]:HISTORY items; check each file and its columns."""
+    if items and cluster is not None:
+        raise InvalidParameterError(
+            "--surrogate-index: not supported with --cluster (the index is fitted and applied "
+            "in one process); found both. Run without --cluster, or fit the index in Python "
+            "(px.SurrogateIndex) and add its column to the log."
+        )
+    out: list[_LongTerm] = []
+    for item in items:
+        option = f"--surrogate-index {item!r}"
+        head, sep, rest = item.partition(":")
+        target, _, goal = head.partition("@")
+        target, goal, rest = target.strip(), goal.strip().lower(), rest.strip()
+        if not sep or not target or not rest:
+            found = "no ':'" if not sep else "an empty TARGET" if not target else "an empty HISTORY"
+            raise InvalidParameterError(
+                f"{option}: expected TARGET:HISTORY (or TARGET@minimize:HISTORY), e.g. "
+                f"retention_90d:earlier.csv; found {found}. Write the long-term outcome's "
+                "column, a colon, then the history file."
+            )
+        if "@" in head and goal not in ("maximize", "minimize"):
+            raise InvalidParameterError(
+                f"{option}: expected the goal after '@' to be maximize or minimize; found "
+                f"{goal!r}. Write e.g. churn@minimize:earlier.csv."
+            )
+        if not goal:
+            goal = (experiment.outcomes[experiment.outcome_index(target)].goal
+                    if target in experiment.outcome_names else "maximize")
+        if any(t.target == target for t in out):
+            raise InvalidParameterError(
+                f"{option}: expected each TARGET once; found {target!r} twice. Give one "
+                "history per long-term outcome."
+            )
+        path = Path(rest)
+        if not path.is_file():
+            raise InvalidParameterError(
+                f"{option}: expected HISTORY to be a CSV or Parquet file; found no file "
+                f"{str(path)!r}. Check the path (it is read relative to "
+                f"{str(Path.cwd())!r})."
+            )
+        if path.suffix.lower() not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+            raise InvalidParameterError(
+                f"{option}: expected HISTORY to be a .csv or .parquet file; found extension "
+                f"{path.suffix or '(none)'!r}. Rename the file or convert it."
+            )
+        try:
+            columns = _columns(path)
+        except Exception as exc:  # a malformed file: pandas' and pyarrow's errors differ
+            raise InvalidParameterError(
+                f"{option}: expected a readable CSV or Parquet file; reading {str(path)!r} "
+                f"failed ({type(exc).__name__}: {exc}). Check the file."
+            ) from None
+        if target not in columns:
+            raise InvalidParameterError(
+                f"{option}: expected the history {str(path)!r} to have the long-term outcome's "
+                f"column {target!r}; found the columns {columns[:30]}. Fix TARGET (the column's "
+                "name in the history) or give the history where it was observed."
+            )
+        out.append(_LongTerm(option, target, goal, path, tuple(columns)))
+    return out
+
+
+def _without_targets(experiment: ExperimentSpec, longterm: list[_LongTerm],
+                     log: Path) -> ExperimentSpec:
+    """The spec for the experiment log: a long-term target the spec lists but the log lacks
+    is dropped (the surrogate index stands in for it)."""
+    listed = [t.target for t in longterm if t.target in experiment.outcome_names]
+    if not listed:
+        return experiment
+    columns = set(_columns(log)) if log.is_file() else set()
+    drop = {t for t in listed if t not in columns}
+    if not drop:
+        return experiment
+    raw = experiment.to_dict()
+    raw["outcomes"] = [o for o in raw["outcomes"] if o["name"] not in drop]
+    if not raw["outcomes"]:
+        raise InvalidParameterError(
+            f"--surrogate-index: expected the spec to list short-term outcomes besides the "
+            f"long-term target(s) {sorted(drop)}; found none. List the short-term outcomes "
+            "(the surrogates) in the spec."
+        )
+    return ExperimentSpec.from_dict(raw)
+
+
+def _apply_surrogate_index(item: _LongTerm, data: LoggedData, surrogates: list[str],
+                           seed: int, progress: bool) -> tuple[Any, LoggedData]:
+    """Fit ``SurrogateIndex(target)`` on the history, the log's short-term outcomes as
+    surrogates, and add its outcome (weight 0) to the log."""
+    import time
+
+    from pexkit.data.propensity import ESTIMATE
+    from pexkit.longterm import SurrogateIndex
+
+    spec = data.spec
+    if not surrogates:
+        raise InvalidParameterError(
+            f"{item.option}: expected the spec to list short-term outcomes besides "
+            f"{item.target!r}; found {list(spec.outcome_names)}. List the short-term outcomes "
+            "(the surrogates) in the spec."
+        )
+    raw = spec.to_dict()
+    raw["outcomes"] = [o for o in raw["outcomes"] if o["name"] in surrogates] + [
+        {"name": item.target, "goal": item.goal, "weight": 0.0}]
+    hspec = ExperimentSpec.from_dict(raw)
+    needed = [hspec.treatment, *surrogates, *hspec.features]
+    needed += [c for c in (hspec.unit, None if hspec.propensity == ESTIMATE else hspec.propensity,
+                           hspec.cluster) if c]
+    missing = [c for c in needed if c not in item.columns]
+    if missing:
+        raise InvalidParameterError(
+            f"{item.option}: expected the history to have the log's columns (arm, features, "
+            f"short-term outcomes) {needed}; {missing} are missing from {str(item.path)!r}. "
+            "Give a history with the same columns as the log, plus the long-term outcome."
+        )
+    try:
+        history = LoggedData.from_path(item.path, hspec)
+    except PexkitError as exc:
+        raise InvalidParameterError(
+            f"{item.option}: the history {str(item.path)!r} failed validation: {exc}"
+        ) from None
+    message = (f"fitting the surrogate index for {item.target} on {history.n_units:,} earlier "
+               f"units (surrogates: {', '.join(surrogates)}) and its refits on resampled history")
+    started = time.perf_counter()
+    index = SurrogateIndex(item.target, surrogates=surrogates, random_state=seed)
+    if progress and sys.stderr.isatty():
+        with err.status(message):
+            data = index.fit(history).transform(data, weight=0.0)
+    else:
+        if progress:
+            err.print(message + " ...", markup=False, highlight=False, soft_wrap=True)
+        data = index.fit(history).transform(data, weight=0.0)
+    diag = index.diagnostics()
+    console.print(
+        f"surrogate index {index.name}: r2 {diag['r2']:.2f} on {diag['n_history']:,} earlier "
+        f"units ({time.perf_counter() - started:.1f}s)", markup=False, highlight=False,
+        soft_wrap=True,
+    )
+    return index, data
 
 
 def _ab_readout(data: LoggedData, out: Path, json_path: Path | None) -> None:

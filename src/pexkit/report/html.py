@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pexkit.policy import LinearPolicy
 from pexkit.report.scorecard import (
     COLUMNS,
     CSS,
+    MISSING,
     Limit,
     ScoreRow,
     fmt_interval,
@@ -30,6 +32,7 @@ from pexkit.report.scorecard import (
     guardrail_limits,
     headline_html,
     html_table,
+    verdict,
 )
 from pexkit.report.staples import (
     balance_rows,
@@ -296,6 +299,65 @@ def _explain_context(
     return context
 
 
+def _longterm_context(blocks: list[dict[str, Any]] | None, ate: pd.DataFrame,
+                      goals: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Template values of the "Long-term outcomes (surrogate index)" section: per index, a
+    row per arm with the short-term effects (DR) and the long-term one (through the index,
+    its CI with the index's own error) side by side, and the surrogacy check."""
+    out = []
+    by_cell = {(str(r["treatment"]), str(r["outcome"])): r for r in ate.to_dict("records")}
+    for block in blocks or []:
+        diag = block["diagnostics"]
+        short = [o for o in diag["surrogates"] if o in goals]
+        checks = {str(a["treatment"]): a for a in diag["arms"]}
+        goal = block.get("goal", "maximize")
+        rows = []
+        for r in block["ate"]:
+            arm = str(r["treatment"])
+            cells = []
+            for o in short:
+                e = by_cell.get((arm, o))
+                if e is None:
+                    cells.append({"text": MISSING, "tone": ""})
+                    continue
+                cells.append({"text": " ".join(fmt_interval(e["estimate"], e["ci_low"],
+                                                            e["ci_high"])),
+                              "tone": verdict(e["estimate"], e["ci_low"], e["ci_high"],
+                                              goals[o])})
+            long_cell = {"text": " ".join(fmt_interval(r["estimate"], r["ci_low"], r["ci_high"])),
+                         "tone": verdict(r["estimate"], r["ci_low"], r["ci_high"], goal)}
+            check = checks.get(arm, {})
+            ok = bool(check.get("surrogacy_ok", True))
+            p = check.get("direct_effect_p", float("nan"))
+            direct = check.get("direct_effect", float("nan"))
+            se = check.get("direct_effect_se", float("nan"))
+            share = check.get("share_carried", float("nan"))
+            rows.append({
+                "arm": arm, "cells": cells, "long": long_cell,
+                "se_split": (f"sampling {fmt_number(r['se_sampling'])}, index "
+                             f"{fmt_number(r['se_index'])}"),
+                "direct": " ".join(fmt_interval(direct, direct - 1.96 * se, direct + 1.96 * se)),
+                "p": "< 0.001" if p < 0.001 else fmt_number(p),
+                "share": MISSING if not np.isfinite(share) else f"{share:.0%}",
+                "ok": ok,
+            })
+        utility = (block.get("policy_lift") or {}).get("utility")
+        out.append({
+            "target": block["target"], "outcome": block["outcome"], "goal": goal,
+            "r2": f"{diag['r2']:.2f}", "n_history": f"{diag['n_history']:,}",
+            "surrogates": ", ".join(diag["surrogates"]),
+            "features": len(diag.get("features") or []),
+            "note": block["note"][0].upper() + block["note"][1:] + ".",
+            "trusted": bool(block["trusted"]),
+            "failed": [row["arm"] for row in rows if not row["ok"]],
+            "short": short, "rows": rows,
+            "utility": (" ".join(fmt_interval(utility["lift"], utility["lift_ci_low"],
+                                              utility["lift_ci_high"]))
+                        if utility and "lift_ci_low" in utility else None),
+        })
+    return out
+
+
 def render_report(
     data: LoggedData,
     model: EffectModel,
@@ -306,6 +368,7 @@ def render_report(
     distilled: DistilledPolicy | None = None,
     segments: Segments | None = None,
     importance: pd.DataFrame | None = None,
+    longterm: list[dict[str, Any]] | None = None,
 ) -> str:
     """Return the report's HTML (self-contained: Plotly's JS is inlined once, in the head).
 
@@ -321,6 +384,9 @@ def render_report(
         Default: ``pexkit.explain.segments(model, data)``.
     importance : DataFrame, optional
         Default: ``pexkit.explain.feature_importance(model, data)``.
+    longterm : list of dict, optional
+        ``summary["longterm"]`` (:func:`pexkit.analysis.longterm_block` per
+        surrogate index): adds the "Long-term outcomes (surrogate index)" section.
     """
     from pexkit import __version__
 
@@ -417,6 +483,7 @@ def render_report(
         reference=", ".join(f"{o} {_num(v)}" for o, v in zip(spec.outcome_names, front.reference_point, strict=True)),
         method=front.meta.get("method", "?"), n_evaluations=front.meta.get("n_evaluations", "?"),
         tradeoffs=tradeoffs, candidate_rows=candidate_rows,
+        longterm=_longterm_context(longterm, ate, goals),
     )
 
 
@@ -424,14 +491,15 @@ def write_report(
     path: str | Path, data: LoggedData, model: EffectModel, front: ParetoFront,
     candidates: ParetoFront | None = None, *, explain: bool = True,
     distilled: DistilledPolicy | None = None, segments: Segments | None = None,
-    importance: pd.DataFrame | None = None, **_: Any,
+    importance: pd.DataFrame | None = None,
+    longterm: list[dict[str, Any]] | None = None, **_: Any,
 ) -> Path:
     """Write report.html (options as in :func:`render_report`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render_report(
         data, model, front, candidates, explain=explain, distilled=distilled,
-        segments=segments, importance=importance,
+        segments=segments, importance=importance, longterm=longterm,
     )
     path.write_text(text, encoding="utf-8")
     return path
