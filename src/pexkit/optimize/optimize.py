@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -21,6 +21,7 @@ from pexkit.optimize.objective import Evaluations, Guardrail, PolicyObjective
 from pexkit.optimize.pareto import hypervolume, is_non_dominated
 from pexkit.optimize.search import get_method
 from pexkit.optimize.space import PolicySpace
+from pexkit.policy import LinearPolicy
 
 __all__ = ["DEFAULT_BUDGETS", "SLOW_QNPAREGO_BUDGET", "hypervolume_history", "optimize_policies"]
 
@@ -65,6 +66,7 @@ def optimize_policies(
     reference_point: Any = "worst",
     random_state: int = 0,
     progress: bool | None = None,
+    start: Sequence[Any] = (),
 ) -> ParetoFront:
     """Search the linear policy space for the Pareto front of DR lifts.
 
@@ -98,6 +100,12 @@ def optimize_policies(
         treatment costs something; "control": all-control (0 lift).
     random_state : int
     progress : bool or None
+    start : sequence of LinearPolicy, weight mappings or ProxyWeights
+        Policies evaluated before the search and pooled with its points, e.g.
+        the weights :func:`pexkit.proxy_weights` learned for a long-term
+        outcome (outcomes they do not name get weight 0; biases 0). Each is
+        mapped to the nearest point of the space (``PolicySpace.to_unit``).
+        Not on a cluster yet.
 
     Returns
     -------
@@ -127,6 +135,10 @@ def optimize_policies(
     data = model.data_ if data is None else data
     spec = data.spec
     started = time.perf_counter()
+    if is_distributed(data) and len(start):
+        raise InvalidParameterError(
+            "'start' is not supported on a cluster yet; optimize without it, or in one process."
+        )
     if is_distributed(data):  # the sums come from the workers
         from pexkit.execution.dask import ClusterEvaluator
 
@@ -144,6 +156,14 @@ def optimize_policies(
                                          parameterization=parameterization)
         objective = PolicyObjective(space, data, scores, tau, tuple(guardrails))
         evals = search(objective, budget, seed=random_state, progress=progress)
+        if len(start):
+            if parameterization != "weights":
+                raise InvalidParameterError(
+                    "'start' policies need parameterization='weights'; got "
+                    f"{parameterization!r}."
+                )
+            points = np.stack([space.to_unit(_start_policy(spec, s)) for s in start])
+            evals = Evaluations.concat([objective(points), evals])
         # single-treatment baselines, evaluated the same way
         n = data.n_units
         single_actions = np.repeat(np.arange(spec.n_treatments)[:, None], n, axis=1)
@@ -198,6 +218,8 @@ def optimize_policies(
         "parameterization": parameterization,
         "guardrails": [g.__dict__ for g in guardrails],
         "seconds": time.perf_counter() - started,
+        "start_lifts": [{o: float(evals.lifts[i, m]) for m, o in enumerate(spec.outcome_names)}
+                        for i in range(len(start))] or None,
         "history": hypervolume_history(evals, signs, ref, checkpoints),
         "control_value": objective.control_value.tolist(),
         "space_dim": space.dim,
@@ -206,3 +228,22 @@ def optimize_policies(
         spec, policies, lifts, se, shares, ref,
         on_front=on_front, labels=labels, meta=meta,
     )
+
+
+def _start_policy(spec: Any, start: Any) -> LinearPolicy:
+    """A ``start`` entry as a policy over ``spec``: a LinearPolicy, weights, or ProxyWeights."""
+    if isinstance(start, LinearPolicy):
+        return start
+    weights = getattr(start, "weights", start)
+    if not isinstance(weights, Mapping):
+        raise InvalidParameterError(
+            "each 'start' entry must be a LinearPolicy, a mapping outcome -> weight, or "
+            f"px.proxy_weights(...); got {type(start).__name__}."
+        )
+    unknown = [o for o in weights if o not in spec.outcome_names]
+    if unknown:
+        raise InvalidParameterError(
+            f"'start' weights name outcomes {unknown} the log does not have; its outcomes are "
+            f"{list(spec.outcome_names)}."
+        )
+    return LinearPolicy(spec, weights={o: float(weights.get(o, 0.0)) for o in spec.outcome_names})

@@ -150,6 +150,46 @@ class PolicySpace:
             b[:, 1:, :] = (2 * raw - 1) * self.bias_bound[None, :, :]
         return w, b
 
+    def to_unit(self, policy: LinearPolicy, clip: bool = True) -> FloatArray:
+        """The point whose policy is ``policy`` (the inverse of :meth:`policies`), shape (dim,).
+
+        The weight direction comes from ``policy``'s weights times
+        ``effect_scale``; the biases from its bias matrix (clipped to
+        ``bias_bound`` with ``clip``: the nearest policy of the space). Only for
+        the ``weights`` parameterization.
+        """
+        if self.parameterization != "weights":
+            raise InvalidParameterError(
+                "to_unit maps policies into the 'weights' parameterization only; got "
+                f"{self.parameterization!r}."
+            )
+        K, M = self.spec.n_treatments, self.spec.n_outcomes
+        if tuple(policy.spec.arms) != tuple(self.spec.arms) or tuple(
+            policy.spec.outcome_names
+        ) != tuple(self.spec.outcome_names):
+            raise InvalidParameterError(
+                "the policy's arms and outcomes differ from the space's: "
+                f"{policy.spec.arms}/{policy.spec.outcome_names} vs "
+                f"{self.spec.arms}/{self.spec.outcome_names}."
+            )
+        d = policy.weight_vector * self.effect_scale
+        norm = float(np.linalg.norm(d))
+        if norm <= 0:
+            raise InvalidParameterError(
+                "a policy whose weights are all 0 has no direction (it sends everyone to "
+                "control); give some outcome a positive weight."
+            )
+        d = d / norm
+        u = np.zeros(self.dim)
+        for j in range(M - 1):
+            rest = float(np.linalg.norm(d[j + 1 :]))
+            u[j] = np.arctan2(rest, float(d[j])) / (np.pi / 2)  # arctan2(0, 0) = 0
+        if self.biases:
+            u[M - 1 :] = ((policy.bias_matrix[1:] / self.bias_bound + 1.0) / 2.0).reshape(
+                (K - 1) * M
+            )
+        return np.clip(u, 0.0, 1.0) if clip else u
+
     def policies(self, U: FloatArray) -> list[LinearPolicy]:
         """LinearPolicy objects for points ``U``."""
         w, b = self.weights_biases(U)

@@ -189,31 +189,7 @@ class TuningSpace:
         -------
         ndarray of shape (dim,)
         """
-        K, M = self.spec.n_treatments, self.spec.n_outcomes
-        if tuple(policy.spec.arms) != tuple(self.spec.arms) or tuple(
-            policy.spec.outcome_names
-        ) != tuple(self.spec.outcome_names):
-            raise InvalidParameterError(
-                "the policy's arms and outcomes differ from the tuning space's: "
-                f"{policy.spec.arms}/{policy.spec.outcome_names} vs "
-                f"{self.spec.arms}/{self.spec.outcome_names}."
-            )
-        d = policy.weight_vector * self.effect_scale
-        norm = float(np.linalg.norm(d))
-        if norm <= 0:
-            raise InvalidParameterError(
-                "a policy whose weights are all 0 has no direction to tune (it sends "
-                "everyone to control); give some outcome a positive weight."
-            )
-        d = d / norm
-        u = np.zeros(self.dim)
-        for j in range(M - 1):
-            rest = float(np.linalg.norm(d[j + 1 :]))
-            u[j] = math.atan2(rest, float(d[j])) / (math.pi / 2)  # atan2(0, 0) = 0
-        u[M - 1 :] = ((policy.bias_matrix[1:] / self.bias_bound + 1.0) / 2.0).reshape(
-            (K - 1) * M
-        )
-        return np.clip(u, 0.0, 1.0) if clip else u
+        return self.policy_space.to_unit(policy, clip)
 
     def contains(self, policy: LinearPolicy, tol: float = 1e-9) -> bool:
         """Whether ``policy`` lies in the box (so :meth:`to_unit` does not clip it)."""
