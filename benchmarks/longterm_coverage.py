@@ -17,7 +17,16 @@ new experiment (long-term outcome not observed yet), for each non-control arm:
   flags it in some share of seeds;
 - ``notifications``: the built-in simulator (``px.simulate("notifications")``), whose
   ``retention_90d`` has a hidden tenure-driven path: index fitted on one cohort,
-  estimated on another; coverage, bias and the share of seeds flagged per arm.
+  estimated on another; coverage, bias and the share of seeds flagged per arm;
+- ``downstream``: on the surrogacy-holds process (the same history/experiment pairs
+  and index as ``index``), the index as an outcome of the experiment
+  (``transform(experiment, n_bootstrap=20)``) and an ``EffectModel`` (T-learner,
+  2 folds, 60 trees) fitted on it: coverage of the true long-term ATE by
+  ``model.ate()``'s 95% CI for ``retention~``, bias and width; the same on
+  ``transform(..., n_bootstrap=0)`` (sampling error only: what the index's refit
+  error adds); and the all-heavy policy's lift on ``retention~`` by
+  ``evaluate_policy(np.full(n, 2), data, model)`` against the true heavy ATE (with
+  its ``extra["lift_se_outcome_model"]``).
 
 Every coverage comes with its Wilson 95% interval (binomial, over seeds).
 
@@ -209,17 +218,102 @@ def summarize(runs: list[dict[str, Any]], truth: dict[str, float]) -> dict[str, 
     return out
 
 
+def _pair(seed: int, n: int, direct: float) -> tuple[px.LoggedData, pd.DataFrame, px.LoggedData]:
+    """Seed ``seed``'s history (2s), experiment frame and experiment log (2s+1, no retention)."""
+    history = px.LoggedData.from_frame(_draw(n, 2 * seed, direct), SPEC)
+    frame = _draw(n, 2 * seed + 1, direct)
+    experiment = px.LoggedData.from_frame(frame.drop(columns=["retention"]), SHORT)
+    return history, frame, experiment
+
+
 def run_process(seeds: list[int], direct: float, args: argparse.Namespace) -> list[dict[str, Any]]:
     runs = []
     for seed in seeds:
-        history = px.LoggedData.from_frame(_draw(args.n, 2 * seed, direct), SPEC)
-        frame = _draw(args.n, 2 * seed + 1, direct)
-        experiment = px.LoggedData.from_frame(frame.drop(columns=["retention"]), SHORT)
+        history, frame, experiment = _pair(seed, args.n, direct)
         arm_idx = frame["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
         runs.append(one_seed(history, experiment, frame["retention"].to_numpy(), arm_idx,
                              "retention", ["clicks", "unsub"], args.rounds, args.n_bootstrap,
                              seed))
     return runs
+
+
+# ---------------------------------------------------------------------------
+# downstream: the index as an outcome of the experiment, through EffectModel and evaluate_policy
+HEAVY = ARMS.index("heavy")
+
+
+def _effect_model(seed: int) -> px.EffectModel:
+    return px.EffectModel(learner="t", n_folds=2, base_params={"n_estimators": 60},
+                          progress=False, random_state=seed)
+
+
+def one_downstream(index: SurrogateIndex, experiment: px.LoggedData, n_bootstrap: int,
+                   seed: int) -> dict[str, Any]:
+    """EffectModel.ate and the all-heavy policy's lift on the index, with and without its refits."""
+    out: dict[str, Any] = {}
+    for label, boot in (("refit", n_bootstrap), ("sampling_only", 0)):
+        data = index.transform(experiment, n_bootstrap=boot)
+        model = _effect_model(seed).fit(data)
+        ate = model.ate()
+        ate = ate[ate["outcome"] == index.name].set_index("treatment")
+        pol = px.evaluate_policy(np.full(data.n_units, HEAVY), data, model)
+        p = pol[index.name]
+        out[label] = {
+            "arms": {name: {k: float(ate.loc[name, k]) for k in ("estimate", "se", "ci_low", "ci_high")}
+                     for name in ARMS[1:]},
+            "policy": {"lift": p["lift"], "lift_se": p["lift_se"], "ci_low": p["lift_ci_low"],
+                       "ci_high": p["lift_ci_high"],
+                       "lift_se_outcome_model": float(
+                           pol.extra.get("lift_se_outcome_model", {}).get(index.name, 0.0))},
+        }
+    return out
+
+
+def run_downstream(seeds: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Case ``surrogacy``'s pairs and index (same seeds, refitted), then the models downstream."""
+    runs = []
+    for seed in seeds:
+        history, _, experiment = _pair(seed, args.n, 0.0)
+        index = SurrogateIndex("retention", surrogates=["clicks", "unsub"], rounds=args.rounds,
+                               random_state=seed).fit(history)
+        runs.append(one_downstream(index, experiment, args.n_bootstrap, seed))
+    return runs
+
+
+def _cover_ci(lo: np.ndarray, hi: np.ndarray, tv: float) -> dict[str, Any]:
+    hits = int(((lo <= tv) & (tv <= hi)).sum())
+    w_lo, w_hi = wilson(hits, lo.size)
+    return {"coverage": hits / lo.size, "hits": hits, "wilson_low": w_lo, "wilson_high": w_hi}
+
+
+def summarize_downstream(runs: list[dict[str, Any]], truth: dict[str, float]) -> dict[str, Any]:
+    """Per arm (EffectModel.ate) and for the all-heavy policy: coverage, bias, widths, SEs."""
+    def block(rows: list[dict[str, float]], tv: float, est_key: str, se_key: str
+              ) -> dict[str, Any]:
+        est = np.array([r[est_key] for r in rows])
+        se = np.array([r[se_key] for r in rows])
+        lo = np.array([r["ci_low"] for r in rows])
+        hi = np.array([r["ci_high"] for r in rows])
+        return {**_cover_ci(lo, hi, tv), "bias": float((est - tv).mean()),
+                "rmse": float(np.sqrt(((est - tv) ** 2).mean())),
+                "ci_width": float((hi - lo).mean()), "se": float(se.mean()),
+                "sd_of_estimates": float(est.std(ddof=1)) if len(rows) > 1 else float("nan")}
+
+    out: dict[str, Any] = {"seeds": len(runs), "arms": {}}
+    for name, tv in truth.items():
+        full = block([r["refit"]["arms"][name] for r in runs], tv, "estimate", "se")
+        samp = block([r["sampling_only"]["arms"][name] for r in runs], tv, "estimate", "se")
+        out["arms"][name] = {"truth": tv, "effect_model": full,
+                             "effect_model_sampling_only": samp,
+                             "width_ratio_refit_vs_sampling": full["ci_width"] / samp["ci_width"]}
+    tv = truth["heavy"]
+    full = block([r["refit"]["policy"] for r in runs], tv, "lift", "lift_se")
+    full["lift_se_outcome_model"] = float(np.mean(
+        [r["refit"]["policy"]["lift_se_outcome_model"] for r in runs]))
+    samp = block([r["sampling_only"]["policy"] for r in runs], tv, "lift", "lift_se")
+    out["policy_all_heavy"] = {"truth": tv, "evaluate_policy": full,
+                               "evaluate_policy_sampling_only": samp}
+    return out
 
 
 NOTIF_SURROGATES = ["engagement", "unsubscribe", "revenue"]
@@ -285,6 +379,11 @@ def main() -> None:
         times[case] = time.perf_counter() - t0
         cases[case] = summarize(runs, truths[case])
         cases[case]["seconds"] = round(times[case], 1)
+    say(f"downstream: {n_seeds} seeds")
+    t0 = time.perf_counter()
+    downstream = summarize_downstream(run_downstream(seeds, args), truths["surrogacy"])
+    times["downstream"] = time.perf_counter() - t0
+    downstream["seconds"] = round(times["downstream"], 1)
     times["total"] = time.perf_counter() - t_all
 
     results = {
@@ -305,8 +404,14 @@ def main() -> None:
                             "experiment, Neyman SE",
             "surrogacy_flag": "diagnostics()['arms'][...]['surrogacy_ok'] False (p < 0.05 on "
                               "the history's residual effect)",
+            "downstream": "case surrogacy's pairs and index; index.transform(experiment, "
+                          "n_bootstrap=<n_bootstrap>) (and n_bootstrap=0: sampling error only); "
+                          "px.EffectModel(learner='t', n_folds=2, base_params={'n_estimators': "
+                          "60}, random_state=seed); model.ate() rows for outcome 'retention~'; "
+                          "evaluate_policy(np.full(n, 2), data, model)['retention~'] lift "
+                          "(all-heavy vs all-control) against the true heavy ATE; normal CIs",
         },
-        "cases": cases,
+        "cases": {**cases, "downstream": downstream},
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "git": git_state(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -335,6 +440,25 @@ def main() -> None:
     print("cover: index 95% CI; cov_s: with se_sampling alone; wait: difference in means of the "
           "long-term outcome; ratio: index CI width / wait CI width; flag: share of seeds the "
           "surrogacy check flags")
+    print()
+    print("downstream: the index as an outcome (retention~), EffectModel.ate and the all-heavy "
+          "policy's lift")
+    print(f"{'estimate':<22}{'truth':>8}{'cover':>7}{'wilson95':>13}{'bias':>9}{'width':>8}"
+          f"{'se':>7}{'cov_s':>7}{'width_s':>9}{'ratio':>7}")
+    rows = [(f"ate {arm}", a["truth"], a["effect_model"], a["effect_model_sampling_only"])
+            for arm, a in downstream["arms"].items()]
+    pol = downstream["policy_all_heavy"]
+    rows.append(("policy all-heavy", pol["truth"], pol["evaluate_policy"],
+                 pol["evaluate_policy_sampling_only"]))
+    for label, tv, f, s in rows:
+        print(f"{label:<22}{tv:>8.4f}{f['coverage']:>7.2f}"
+              f"{'[' + format(f['wilson_low'], '.2f') + ',' + format(f['wilson_high'], '.2f') + ']':>13}"
+              f"{f['bias']:>+9.4f}{f['ci_width']:>8.4f}{f['se']:>7.4f}{s['coverage']:>7.2f}"
+              f"{s['ci_width']:>9.4f}{f['ci_width'] / s['ci_width']:>7.2f}")
+    print(f"cover/width/se: with the index's refit error (n_bootstrap={args.n_bootstrap}); cov_s/"
+          "width_s: transform(n_bootstrap=0), sampling error only; ratio: width / width_s; "
+          "policy lift_se_outcome_model mean "
+          f"{pol['evaluate_policy']['lift_se_outcome_model']:.4f}")
     print(f"wrote {args.out / 'longterm-coverage-latest.json'}")
 
 
