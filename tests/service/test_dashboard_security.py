@@ -48,7 +48,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ids = [f"u{i}" for i in range(n)]
     decisions = api.decide_batch(NAME, list(zip(ids, feats.to_dict("records"), strict=True)))
     t = np.array([d.treatment_index for d in decisions])
-    y = sc.draw(sc.means(feats.rename(columns={FEATURE: "x0"}))[np.arange(n), t, :], rng)
+    plain = feats.rename(columns={FEATURE: "x0"})
+    y = sc.draw(sc.means(plain)[np.arange(n), t, :], rng, plain)
     names = [*OUTCOMES, IMG + " 90d"]
     api.log_batch(NAME, [{"unit": ids[i], "outcome": o, "value": float(y[i, m]),
                           "event_id": f"{ids[i]}:{m}"} for i in range(n)

@@ -44,7 +44,7 @@ class World:
                                                               strict=True)))
         t = np.array([d.treatment_index for d in decisions])
         mu = self.sc.means(feats)
-        y = self.sc.draw(mu[np.arange(n), t, :], self.rng)
+        y = self.sc.draw(mu[np.arange(n), t, :], self.rng, feats)
         events = [{"unit": ids[i], "outcome": o, "value": float(y[i, m]),
                    "event_id": f"{ids[i]}:{o}"} for i in range(n) for m, o in enumerate(OUTCOMES)]
         for j in range(0, len(events), 4000):

@@ -240,7 +240,7 @@ def test_responses_of_every_phase_match_the_schema(db_url: str, servers: Any) ->
         served += n
         ds = api.decide_batch(name, list(zip(ids, feats.to_dict("records"), strict=True)))
         t = np.array([d.treatment_index for d in ds])
-        y = sc.draw(sc.means(feats)[np.arange(n), t, :], rng)
+        y = sc.draw(sc.means(feats)[np.arange(n), t, :], rng, feats)
         api.log_batch(name, [
             {"unit": ids[i], "outcome": o, "value": float(y[i, min(m, 2)]),
              "event_id": f"{ids[i]}:{o}"} for i in range(n) for m, o in enumerate(outcomes)])
