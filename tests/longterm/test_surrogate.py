@@ -123,6 +123,10 @@ def test_transformed_log_works_downstream() -> None:
         added = np.sqrt(ate.loc[(arm, "retention~"), "se"] ** 2 - se_plain[(arm, "retention~")] ** 2)
         assert added == pytest.approx(se_index[arm], rel=0.1), (arm, added, se_index[arm])
         assert ate.loc[(arm, "clicks"), "se"] == pytest.approx(se_plain[(arm, "clicks")])
+    from pexkit.effects.persist import dump_effect_model, load_effect_model
+
+    reloaded = load_effect_model(dump_effect_model(model)).ate()  # the index's error survives
+    np.testing.assert_allclose(reloaded["se"], model.ate()["se"])
     heavy = px.evaluate_policy(np.full(fresh.n_units, 2), data, model)
     heavy_plain = px.evaluate_policy(np.full(fresh.n_units, 2), plain_data, plain)
     extra = heavy.extra["lift_se_outcome_model"]["retention~"]

@@ -314,6 +314,10 @@ def dump_effect_model(model: EffectModel, data: LoggedData | None = None) -> byt
         "clusters": None if model.clusters_ is None
         else w.array("arrays/clusters.npy", model.clusters_),
         "data": None if data is None else _dump_data(w, data),
+        # per estimated outcome (a surrogate index), each arm's mean over its refits: ate()'s
+        # standard errors keep the index's own error after a reload
+        "refit_spread": {name: w.array(f"arrays/refit_spread_{i}.npy", arr) for i, (name, arr)
+                         in enumerate(getattr(model, "arm_refit_spread_", {}).items())},
     }
     return w.finish(manifest)
 
@@ -439,5 +443,7 @@ def _build(r: ArchiveReader, doc: dict[str, Any]) -> EffectModel:
         model.training_keys_ = np.asarray(r.array(doc["training_keys"]), dtype=np.uint64)
     elif doc.get("data") is not None:  # archives written before the fingerprints
         model.training_keys_ = row_keys(_load_data(r, doc["data"], encoder))
+    model.arm_refit_spread_ = {str(name): np.asarray(r.array(path), dtype=np.float64)
+                               for name, path in (doc.get("refit_spread") or {}).items()}
     model._base = _restore_base(model, p, encoder.categorical_indices)
     return model
