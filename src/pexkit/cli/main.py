@@ -650,7 +650,8 @@ def simulate_cmd(
     weights = ", ".join(f"{o.name} {o.weight:g}" for o in spec.outcomes)
     console.print(
         f"wrote {n:,} units to {out} and the spec to {spec_path} (outcome weights: {weights})\n"
-        f"next: pexkit analyze {out} --spec {spec_path} --out analysis/"
+        f"next: pexkit analyze {out} --spec {spec_path} --out analysis/",
+        markup=False, highlight=False, soft_wrap=True,  # paths unbroken, to copy as they are
     )
 
 
