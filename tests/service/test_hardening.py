@@ -137,6 +137,18 @@ def test_inputs_that_caused_server_errors_are_422(live: Server) -> None:
                                   "treatment": {"column": "arm", "arms": ["a", "SURR"]}}}), 422),
         ("surrogate key label", "POST", "/v1/keys", None,
          with_surrogate({"scopes": ["read"], "label": "SURR"}), 422),
+        ("NaN job parameter (PostgreSQL's JSON has no NaN)", "POST", f"{exp}/jobs", None,
+         b'{"kind": "train", "params": {"n_folds": NaN}}', 422),
+        ("Infinity deep in job parameters", "POST", f"{exp}/jobs", None,
+         b'{"kind": "optimize", "params": {"guardrails": [{"max_change": -Infinity}]}}', 422),
+        ("NaN outcome weight in a spec", "POST", "/v1/experiments", None,
+         json.dumps({"spec": {**SPEC, "name": "t4", "outcomes": [
+             {"name": "clicks", "goal": "maximize", "weight": "NAN"}]}}).replace(
+                 '"NAN"', "NaN").encode(), 422),
+        ("NaN feature", "POST", f"{exp}/decide", None,
+         b'{"unit": "u2", "features": {"x": NaN, "c": "ios"}}', 422),
+        ("NaN value", "POST", f"{exp}/log", None,
+         b'{"unit": "u1", "outcome": "clicks", "event_id": "e3", "value": NaN}', 422),
         ("body not UTF-8", "POST", f"{exp}/decide", None, b'{"unit": "\xff\xfe"}', 422),
         ("body not JSON", "POST", f"{exp}/decide", None, b"{unit", 422),
     ]

@@ -37,6 +37,7 @@ from pexkit.service.registry import Registry
 from pexkit.service.state import Experiment, ExperimentState, TuneArm
 from pexkit.service.validation import (
     check_batch,
+    check_finite_json,
     check_id,
     check_name,
     check_number,
@@ -354,6 +355,7 @@ class DecisionService:
             raise InvalidRequestError(
                 f"kind: unknown job kind {kind!r:.40}; expected one of {sorted(bodies)}."
             )
+        check_finite_json(params, "params")
         if kind == "tune_round" and exp.state.phase != "tune":
             raise ConflictError("tune_round needs phase 'tune'; start it with POST .../tune.")
         body = bodies[kind]

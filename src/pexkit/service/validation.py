@@ -18,8 +18,8 @@ from typing import Any
 
 from pexkit.service.errors import InvalidRequestError, PayloadTooLargeError
 
-__all__ = ["LIMITS", "NAME_PATTERN", "Limits", "check_id", "check_name", "check_number",
-           "check_time"]
+__all__ = ["LIMITS", "NAME_PATTERN", "Limits", "check_finite_json", "check_id", "check_name",
+           "check_number", "check_time"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -161,6 +161,28 @@ def check_number(value: Any, where: str) -> float:
 
 MAX_FUTURE = timedelta(hours=1)  # event times further ahead of the server's clock are refused
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # event times before it are refused
+
+
+def check_finite_json(value: Any, where: str) -> Any:
+    """``value`` (parsed JSON) unchanged, or a refusal naming the first NaN or infinity in it.
+
+    Python's JSON parser reads ``NaN`` and ``Infinity``; standard JSON (and so
+    PostgreSQL's ``json`` columns) has neither, so a body that carries one into
+    the store is refused here rather than failing there.
+    """
+    stack: list[tuple[str, Any]] = [(where, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise InvalidRequestError(
+                f"{path}: expected a finite number; got {item!r}. JSON has no NaN or "
+                "infinity: send a number, or leave the parameter out for its default."
+            )
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}", v) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
+    return value
 
 
 def check_time(value: Any, where: str, received: datetime) -> datetime:
