@@ -425,3 +425,57 @@ def test_an_older_store_gains_the_sequential_tables(
         assert d["version"] == 2 and min(abs(d["propensity"] - p) for p in (0.95, 0.05)) < 1e-12
     finally:
         store.close()
+
+
+def test_no_decision_after_a_units_end(db_url: str, world: tuple[Any, OfflineAgent]) -> None:
+    """A terminal decision (done) ends the unit's episode: a later decision in it is refused
+    (TransitionLog would refuse the whole export), and so is marking a decision done when the
+    unit has later ones; after the spec's gap a new episode may start."""
+    from pexkit.service.errors import ConflictError
+    from pexkit.service.sequential import SequentialService
+    from pexkit.store.db import EventStore
+
+    sim, _ = world
+    state = sim.frame[list(sim.spec.state_columns)].iloc[0].to_dict()
+    store = EventStore(db_url)
+    try:
+        svc = SequentialService(store)
+        svc.create("ends", sim.spec_dict, salt=SALT)
+        svc.create("comeback", {**sim.spec_dict, "name": "comeback", "gap": 3}, salt=SALT)
+
+        def decide(name: str, unit: str, t: int) -> dict[str, Any]:
+            return svc.decide(name, [{"unit": unit, "time": t, "state": state}])[0]
+
+        def end(name: str, unit: str, t: int) -> dict[str, int]:
+            return svc.log(name, [{"unit": unit, "time": t, "done": True}])
+
+        decide("ends", "u1", 0)
+        decide("ends", "u1", 1)
+        end("ends", "u1", 1)
+        assert decide("ends", "u1", 1)["time"] == 1  # a retry of the last decision is fine
+        with pytest.raises(ConflictError, match="ended its episode.*'gap'"):
+            decide("ends", "u1", 2)
+        decide("ends", "u2", 0)
+        decide("ends", "u2", 1)
+        with pytest.raises(ConflictError, match="decisions after 0 in the same episode"):
+            end("ends", "u2", 0)
+        end("ends", "u2", 1)
+        decide("comeback", "u1", 0)
+        decide("comeback", "u1", 1)
+        end("comeback", "u1", 1)
+        with pytest.raises(ConflictError, match=r"more than the spec's gap \(3\)"):
+            decide("comeback", "u1", 4)
+        decide("comeback", "u1", 5)  # 4 steps after the end: a new episode
+        decide("comeback", "u1", 6)
+        # the exported logs read back as transitions
+        for name in ("ends", "comeback"):
+            out = svc.export(name)
+            frame = pd.DataFrame(out["rows"], columns=out["columns"])
+            spec = px.SequentialSpec.from_dict(out["spec"])
+            log = px.TransitionLog.from_frame(frame, spec)
+            assert log.n_decisions == len(frame)
+        assert px.TransitionLog.from_frame(  # u1's comeback is an episode of its own
+            pd.DataFrame(out["rows"], columns=out["columns"]),
+            px.SequentialSpec.from_dict(out["spec"])).n_episodes == 2
+    finally:
+        store.close()

@@ -490,6 +490,9 @@ class SequentialService:
             if (unit, tkey) not in first:  # the first of repeats in a batch wins
                 first[(unit, tkey)] = (tval if row["time_kind"] == "step" else tkey, tval, state)
         todo = list(first)
+        spec = SequentialSpec.from_dict(row["spec"])
+        if spec.done is not None:
+            self._refuse_after_end(name, spec, {k: first[k][1] for k in todo})
         made: list[SequentialDecision] = policy.decisions(
             [u for u, _ in todo],
             [first[k][0] for k in todo],
@@ -531,6 +534,28 @@ class SequentialService:
                 }
             )
         return out
+
+    def _refuse_after_end(self, name: str, spec: SequentialSpec,
+                          new: dict[tuple[str, str], float]) -> None:
+        """Refuse decisions after a unit's terminal one in the same episode (``gap``).
+
+        TransitionLog refuses such a log, so one of them would make the whole
+        export unreadable; a decision more than ``gap`` later starts a new
+        episode and is fine.
+        """
+        stored = self.store.sequential_times(name, {u for u, _ in new})
+        for (unit, tkey), value in new.items():
+            for end, done in stored.get(unit, ()):
+                if done and end < value and (spec.gap is None or value - end <= spec.gap):
+                    raise ConflictError(
+                        f"requests: unit {unit!r} ended its episode with a terminal decision "
+                        f"(done) before {tkey}; a decision after it in the same episode would "
+                        "make the decision log unreadable. Stop deciding for this unit"
+                        + (f", or decide more than the spec's gap ({spec.gap:g}) after its end "
+                           "to start a new episode." if spec.gap is not None else
+                           "; to let units come back, create the experiment with a 'gap' "
+                           "(a longer pause starts a new episode).")
+                    )
 
     def log(self, name: str, events: list[dict[str, Any]]) -> dict[str, int]:
         """Attach reward events to stored decisions; duplicates (same event_id) count once."""
@@ -597,6 +622,19 @@ class SequentialService:
                 f"/v1/sequential/{name}/decide), or send the decision's own time. Nothing in "
                 "this batch was logged."
             )
+        ends = [(e["unit"], found[(e["unit"], e["time"])]["time_value"], e["time"])
+                for e in clean if e["done"]]
+        if ends:
+            stored = self.store.sequential_times(name, {u for u, _, _ in ends})
+            for unit, end, tkey in ends:
+                later = [v for v, _ in stored.get(unit, ()) if end < v
+                         and (spec.gap is None or v - end <= spec.gap)]
+                if later:
+                    raise ConflictError(
+                        f"events: unit {unit!r} has decisions after {tkey} in the same episode, "
+                        "so that decision cannot be terminal (done). Mark the unit's last "
+                        "decision done instead. Nothing in this batch was logged."
+                    )
         try:
             accepted, dup = self.store.log_sequential_rewards(name, clean, dropped)
         except StoreUnavailableError as exc:

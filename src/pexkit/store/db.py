@@ -990,6 +990,22 @@ class EventStore:
             ).all())
         return decisions, totals
 
+    def sequential_times(
+        self, name: str, units: Iterable[str]
+    ) -> dict[str, list[tuple[float, bool]]]:
+        """Per unit, its stored decisions' ``(time_value, done)``, in time order."""
+        dc = t.sequential_decisions.c
+        out: dict[str, list[tuple[float, bool]]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(units))):
+                for unit, value, done in conn.execute(
+                    sa.select(dc.unit, dc.time_value, dc.done)
+                    .where((dc.experiment == name) & dc.unit.in_(chunk))
+                    .order_by(dc.unit, dc.time_value)
+                ).all():
+                    out.setdefault(str(unit), []).append((float(value), bool(done)))
+        return out
+
     def count_sequential(self, name: str) -> tuple[int, int]:
         """(decisions, reward events) of a sequential experiment."""
         with self.engine.connect() as conn:
