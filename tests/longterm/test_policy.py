@@ -16,14 +16,7 @@ import pytest
 import pexkit as px
 from pexkit.longterm import SurrogateIndex
 
-ARMS = ["control", "light", "heavy"]
-SPEC = px.ExperimentSpec(
-    treatment="arm", arms=ARMS, numeric=["x1", "x2", "x3"], categorical=["seg"],
-    outcomes=[{"name": "clicks", "goal": "maximize", "weight": 1.0},
-              {"name": "unsub", "goal": "minimize", "weight": 1.0},
-              {"name": "retention", "goal": "maximize", "weight": 0.0}],
-)
-SHORT = px.ExperimentSpec.from_dict({**SPEC.to_dict(), "outcomes": SPEC.to_dict()["outcomes"][:2]})
+from .test_surrogate import ARMS, SHORT, SPEC  # the same arms, outcomes and features
 
 
 def _means(x: pd.DataFrame, arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

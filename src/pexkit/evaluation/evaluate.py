@@ -19,7 +19,7 @@ from pexkit.evaluation.scores import PolicyScores, build_scores
 from pexkit.exceptions import InvalidParameterError
 from pexkit.execution import is_distributed
 from pexkit.policy import LinearPolicy
-from pexkit.policy.linear import _batch_params, _check_tau
+from pexkit.policy.linear import _batch_params, _check_tau, choose_batch
 
 __all__ = ["PolicyValue", "PolicyValues", "evaluate_policies", "evaluate_policy"]
 
@@ -349,21 +349,13 @@ def evaluate_policy(
         out = replace(out, extra={**out.extra,
                                   "baseline": "the logging policy" if logged else sc.spec.arms[base]})
     if getattr(data, "outcome_draws", None):
-        if probs is None:
-            probs = np.zeros((n, n_treat))
-            probs[np.arange(n), actions] = 1.0
-        w = probs[np.arange(n), data.treatment] / data.propensity
+        taken = (actions == data.treatment if probs is None
+                 else probs[np.arange(n), data.treatment])
+        w = taken / data.propensity
         base_w = np.ones(n) if logged else (data.treatment == base) / data.propensity
         value_e, lift_e = refit_errors(data, w[None, :], base_w)
         out = _widen(out, value_e[0], lift_e[0])
     return _honest(out)
-
-
-def _choose_all(tau: FloatArray, signed_weights: FloatArray, constants: FloatArray) -> IntArray:
-    """Every policy's arm per row, (P, n): ``argmax_k sum_m tau[i,k,m] w_pm + c_pk``."""
-    sw = np.asarray(signed_weights, dtype=np.float64)
-    const = np.asarray(constants, dtype=np.float64)
-    return np.stack([np.argmax(tau @ sw[p] + const[p][None, :], axis=1) for p in range(sw.shape[0])])
 
 
 def refit_errors(data: LoggedData, weights: FloatArray, base_weights: FloatArray
@@ -576,7 +568,7 @@ def evaluate_policies(
         value_se, lift_se = cluster_se
     if getattr(data, "outcome_draws", None):  # an estimated outcome's own error
         if chosen is None:
-            chosen = _choose_all(effects, sw, const)
+            chosen = choose_batch(sc.spec, effects, policies if arr is None else arr)
         w = (chosen == data.treatment[None, :]) / data.propensity[None, :]
         value_e, lift_e = refit_errors(data, w, (data.treatment == 0) / data.propensity)
         value_se, lift_se = np.hypot(value_se, value_e), np.hypot(lift_se, lift_e)

@@ -475,7 +475,8 @@ class SequentialService:
                 f"the live agent of {name!r} (version {row['live_version']}) cannot be loaded: "
                 f"{exc}. Launch a working agent."
             ) from exc
-        schema = StateSchema.of(SequentialSpec.from_dict(row["spec"]))
+        spec = SequentialSpec.from_dict(row["spec"])
+        schema = StateSchema.of(spec)
         keys: list[tuple[str, str]] = []
         first: dict[tuple[str, str], tuple[Any, float, dict[str, Any]]] = {}
         for i, req in enumerate(requests):
@@ -490,7 +491,6 @@ class SequentialService:
             if (unit, tkey) not in first:  # the first of repeats in a batch wins
                 first[(unit, tkey)] = (tval if row["time_kind"] == "step" else tkey, tval, state)
         todo = list(first)
-        spec = SequentialSpec.from_dict(row["spec"])
         if spec.done is not None:
             self._refuse_after_end(name, spec, {k: first[k][1] for k in todo})
         made: list[SequentialDecision] = policy.decisions(
@@ -517,7 +517,7 @@ class SequentialService:
             stored = self.store.commit_sequential_decisions(name, rows)
         except StoreUnavailableError as exc:
             raise UnavailableError(str(exc)) from exc
-        actions = SequentialSpec.from_dict(row["spec"]).actions
+        actions = spec.actions
         out = []
         for unit, tkey in keys:
             s = stored[(unit, tkey)]
